@@ -1,0 +1,59 @@
+# revocd — build, test, run.
+#   make run    the demo on embedded defaults
+#   make test   install what is missing (venv, Debian packages) and run the suite
+#   make bench  micro-benchmarks and load benchmarks, figures into docs/benchmarks.md
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.revocd-installed
+
+# Debian packages the tests drive for real: openssl (OCSP client, CRL verifier),
+# softhsm2 (PKCS#11 token).
+DEB_PACKAGES := openssl softhsm2
+DEB_BINARIES := openssl softhsm2-util
+
+.PHONY: all venv ext sysdeps test lint typecheck unit run bench clean
+
+all: venv ext
+
+$(STAMP): pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(STAMP)
+
+# Incremental: cythonize only rebuilds a module whose .pyx changed.
+ext: venv
+	REVOCD_REQUIRE_EXT=1 $(PY) setup.py --quiet build_ext --inplace
+
+sysdeps:
+	@missing=""; for b in $(DEB_BINARIES); do command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages ($(DEB_PACKAGES)); missing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PACKAGES); \
+	fi
+
+lint: venv
+	$(PY) -m ruff check responder crlgen tests loadtests setup.py
+	$(PY) -m ruff format --check responder crlgen tests loadtests setup.py
+
+typecheck: venv
+	$(PY) -m mypy
+
+unit: venv ext sysdeps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck unit
+
+run: venv ext
+	$(VENV)/bin/revocd demo $(DEMO_ARGS)
+
+bench: venv ext sysdeps
+	$(PY) loadtests/bench_core.py --write docs/benchmarks.md
+
+clean:
+	rm -rf build $(VENV) responder/**/*.so responder/**/*.c ext/*.c .pytest_cache .mypy_cache .ruff_cache .hypothesis

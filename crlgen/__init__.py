@@ -1,0 +1,1 @@
+"""CRL generation for revocd."""

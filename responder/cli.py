@@ -1,0 +1,73 @@
+"""The one `revocd` command line. Thin: parsing and dispatch; the work lives in modules."""
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from . import __version__
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _not_yet(name: str) -> Handler:
+    def run(args: argparse.Namespace) -> int:
+        print(
+            f"revocd {name}: not available in revocd {__version__} yet "
+            "(see the README for what this version does)",
+            file=sys.stderr,
+        )
+        return 2
+
+    return run
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="revocd",
+        description="OCSP and CRL revocation service for certificate authorities.",
+    )
+    parser.add_argument("--version", action="version", version=f"revocd {__version__}")
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="create a demo PKI and signed OCSP answers for it")
+    demo.add_argument("--dir", default="./revocd-demo", help="demo directory (created or reused)")
+    demo.add_argument("--host", default="127.0.0.1", help="data plane address (in AIA/CRL URLs)")
+    demo.add_argument("--port", type=int, default=8080, help="data plane port (in AIA/CRL URLs)")
+    demo.set_defaults(handler=_demo)
+
+    serve = sub.add_parser("serve", help="run the responder from a config file")
+    serve.add_argument("-c", "--config", required=True, help="revocd.toml")
+    serve.set_defaults(handler=_not_yet("serve"))
+
+    crl = sub.add_parser("crl", help="build, run or inspect CRL generation")
+    crl.set_defaults(handler=_not_yet("crl"))
+
+    imp = sub.add_parser("import", help="import an OpenSSL index.txt, a CRL or certificates")
+    imp.set_defaults(handler=_not_yet("import"))
+
+    push = sub.add_parser("push", help="push issued/revoked events to a control plane")
+    push.set_defaults(handler=_not_yet("push"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    return handler(args)

@@ -1,0 +1,68 @@
+"""Shared fixtures: a real demo PKI on disk, and real openssl."""
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from responder import pki
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_tool(name: str) -> str:
+    """Path of a system tool the test drives for real.
+
+    Under CI a missing tool fails the test (.ci/run installs it); on a
+    developer machine it skips with the package to install.
+    """
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (make sysdeps installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def openssl(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    exe = require_tool("openssl")
+    result = subprocess.run(
+        [exe, *map(str, args)], capture_output=True, text=True, timeout=60, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"openssl {' '.join(map(str, args))} failed:\n{result.stderr}")
+    return result
+
+
+@dataclass(frozen=True)
+class PkiFiles:
+    dir: Path
+    root: pki.Issued
+    issuer: pki.Issued
+    responder: pki.Issued
+    leaves: dict[str, pki.Issued]
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+
+@pytest.fixture(scope="session")
+def test_pki(tmp_path_factory: pytest.TempPathFactory) -> PkiFiles:
+    d = tmp_path_factory.mktemp("pki")
+    root = pki.make_root("test root")
+    issuer = pki.make_intermediate("test issuer", root)
+    responder = pki.make_responder(issuer)
+    root.write(d / "root.pem", d / "root.key")
+    issuer.write(d / "issuer.pem", d / "issuer.key")
+    responder.write(d / "responder.pem", d / "responder.key")
+    leaves = {}
+    for i, name in enumerate(("good", "revoked", "unknown", "extra")):
+        # Serials with the high bit set exercise the INTEGER sign octet.
+        serial = (0x80 << 144) | (i + 1) if name == "extra" else 0x1000 + i
+        leaves[name] = pki.make_leaf(issuer, serial, f"{name}.test", "http://127.0.0.1:1/")
+        leaves[name].write(d / f"{name}.pem", d / f"{name}.key")
+    return PkiFiles(d, root, issuer, responder, leaves)
