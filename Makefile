@@ -38,8 +38,8 @@ sysdeps:
 	fi
 
 lint: venv
-	$(PY) -m ruff check responder crlgen tests loadtests setup.py
-	$(PY) -m ruff format --check responder crlgen tests loadtests setup.py
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 typecheck: venv
 	$(PY) -m mypy

@@ -27,8 +27,12 @@ def answer_request(
         if status is CertStatus.REVOKED:
             answers.append(
                 SingleAnswer(
-                    cert_id.der, status, now - 300, now + 24 * HOUR,
-                    revoked_at=now - 2 * HOUR, reason=reason,
+                    cert_id.der,
+                    status,
+                    now - 300,
+                    now + 24 * HOUR,
+                    revoked_at=now - 2 * HOUR,
+                    reason=reason,
                 )
             )
         else:
