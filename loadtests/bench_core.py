@@ -62,9 +62,7 @@ def rate(fn: Callable[[], object], seconds: float, repeats: int = 5) -> float:
 
 def typical_request(issuer: pki.Issued, leaf: pki.Issued) -> bytes:
     """What openssl and browsers send: one SHA-1 CertID and a 16-byte nonce (~100 bytes)."""
-    builder = x509_ocsp.OCSPRequestBuilder().add_certificate(
-        leaf.cert, issuer.cert, hashes.SHA1()
-    )
+    builder = x509_ocsp.OCSPRequestBuilder().add_certificate(leaf.cert, issuer.cert, hashes.SHA1())
     builder = builder.add_extension(x509.OCSPNonce(os.urandom(16)), critical=False)
     return builder.build().public_bytes(serialization.Encoding.DER)
 
@@ -102,8 +100,14 @@ def main() -> int:
         alg = signer.signature_algorithm
 
         def run() -> bytes:
-            s = single(cert_id, int(CertStatus.REVOKED), now - 3600,
-                       int(RevocationReason.KEY_COMPROMISE), now, now + 4 * 86400)
+            s = single(
+                cert_id,
+                int(CertStatus.REVOKED),
+                now - 3600,
+                int(RevocationReason.KEY_COMPROMISE),
+                now,
+                now + 4 * 86400,
+            )
             tbs = data(key_hash, now, [s], nonce)
             sig = signer.sign_sync(tbs) if sign else b"\x00" * 72
             return envelope(tbs, alg, sig, [cert_der])
@@ -115,8 +119,11 @@ def main() -> int:
         builder = (
             x509_ocsp.OCSPResponseBuilder()
             .add_response(
-                cert=leaf.cert, issuer=issuer.cert, algorithm=hashes.SHA1(),
-                cert_status=x509_ocsp.OCSPCertStatus.REVOKED, this_update=this_update,
+                cert=leaf.cert,
+                issuer=issuer.cert,
+                algorithm=hashes.SHA1(),
+                cert_status=x509_ocsp.OCSPCertStatus.REVOKED,
+                this_update=this_update,
                 next_update=this_update + dt.timedelta(days=4),
                 revocation_time=this_update - dt.timedelta(hours=1),
                 revocation_reason=x509.ReasonFlags.key_compromise,
@@ -125,9 +132,7 @@ def main() -> int:
             .certificates([responder.cert])
             .add_extension(x509.OCSPNonce(nonce), critical=False)
         )
-        return builder.sign(responder.key, hashes.SHA256()).public_bytes(
-            serialization.Encoding.DER
-        )
+        return builder.sign(responder.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
     s = args.seconds
     rows: list[tuple[str, float]] = []
@@ -140,15 +145,18 @@ def main() -> int:
 
     dec_c = measure("decode request: Cython", lambda: request_codec.decode_request(req))
     dec_p = measure("decode request: pure-Python twin", lambda: _request_py.decode_request(req))
-    dec_x = measure("decode request: cryptography load_der_ocsp_request (anchor)",
-                    lambda: x509_ocsp.load_der_ocsp_request(req).serial_number)
+    dec_x = measure(
+        "decode request: cryptography load_der_ocsp_request (anchor)",
+        lambda: x509_ocsp.load_der_ocsp_request(req).serial_number,
+    )
     enc_c = measure("encode response, no signing: Cython", encode(response_codec, False))
     enc_p = measure("encode response, no signing: pure-Python twin", encode(_response_py, False))
     sign_raw = measure("ECDSA P-256 sign only (cryptography)", lambda: signer.sign_sync(req))
     es_c = measure("encode + sign P-256: Cython", encode(response_codec, True))
     es_p = measure("encode + sign P-256: pure-Python twin", encode(_response_py, True))
-    es_x = measure("encode + sign P-256: cryptography OCSPResponseBuilder (anchor)",
-                   cryptography_builder)
+    es_x = measure(
+        "encode + sign P-256: cryptography OCSPResponseBuilder (anchor)", cryptography_builder
+    )
 
     cpu = "unknown"
     try:
@@ -198,8 +206,9 @@ def main() -> int:
     if args.write:
         text = args.write.read_text() if args.write.exists() else "# Benchmarks\n"
         if START in text and END in text:
-            text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text,
-                          flags=re.S)
+            text = re.sub(
+                re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S
+            )
         else:
             text = text.rstrip("\n") + "\n\n" + section + "\n"
         args.write.write_text(text)
