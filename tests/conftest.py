@@ -66,3 +66,32 @@ def test_pki(tmp_path_factory: pytest.TempPathFactory) -> PkiFiles:
         leaves[name] = pki.make_leaf(issuer, serial, f"{name}.test", "http://127.0.0.1:1/")
         leaves[name].write(d / f"{name}.pem", d / f"{name}.key")
     return PkiFiles(d, root, issuer, responder, leaves)
+
+
+@pytest.fixture(scope="session")
+def valkey_standalone(tmp_path_factory: pytest.TempPathFactory):
+    from responder.store import ValkeyProcess
+
+    server = ValkeyProcess(tmp_path_factory.mktemp("valkey"), password="test-secret").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster(tmp_path_factory: pytest.TempPathFactory):
+    from .valkey import start_cluster
+
+    nodes = start_cluster(tmp_path_factory.mktemp("cluster"))
+    yield nodes
+    for node in nodes:
+        node.stop()
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """The same store tests run on one server and on a 3-master cluster."""
+    if request.param == "standalone":
+        return request.getfixturevalue("valkey_standalone").url
+    from .valkey import cluster_url
+
+    return cluster_url(request.getfixturevalue("valkey_cluster"))

@@ -1,0 +1,304 @@
+"""CA events: validation, idempotent application, durable acknowledgement.
+
+Three event types reach revocd from a CA or RA:
+
+- `issued`    {issuer, serial, not_after}
+- `revoked`   {issuer, serial, revoked_at, reason (default unspecified),
+               invalidity_date?, not_after?}
+- `unrevoked` {issuer, serial}: lifts a certificateHold where the policy allows holds
+
+Serials are hex strings; times are RFC 3339 with a UTC offset. A batch holds up
+to 10,000 events and each gets its own result: `applied`, `unchanged` (the
+same event again changes nothing), `rejected` (with a message that starts with
+the offending field), or `failed` (the store did not confirm durability; the
+event is not acknowledged and can be sent again).
+"""
+
+import datetime as dt
+import logging
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Literal
+
+import trio
+
+from .config import IssuerConfig
+from .ocsp.types import RevocationReason
+from .policy import ALLOWED_REASONS, allows_hold
+from .store import Store, StoreError
+from .store.keys import partition_of, serial_field
+
+log = logging.getLogger("revocd.ingest")
+
+MAX_BATCH = 10_000
+# RFC 5280 section 4.1.2.2: at most 20 octets, as a positive DER INTEGER.
+MAX_SERIAL_BITS = 159
+CHUNK = 500  # events per store call
+MIN_TIME = -631152000  # 1950-01-01, the earliest GeneralizedTime revocd writes
+MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
+_FIELDS = {
+    "issued": {"type", "issuer", "serial", "not_after"},
+    "revoked": {"type", "issuer", "serial", "revoked_at", "reason", "invalidity_date", "not_after"},
+    "unrevoked": {"type", "issuer", "serial"},
+}
+
+
+class EventType(StrEnum):
+    ISSUED = "issued"
+    REVOKED = "revoked"
+    UNREVOKED = "unrevoked"
+
+
+class EventError(ValueError):
+    """A rejected event; str() starts with the field name."""
+
+
+class BatchTooLarge(ValueError):
+    pass
+
+
+ResultCode = Literal["applied", "unchanged", "rejected", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: EventType
+    issuer: str
+    serial: int
+    not_after: int | None = None
+    revoked_at: int | None = None
+    reason: RevocationReason | None = None
+    invalidity_date: int | None = None
+
+    def script_args(self, crl_shards: int) -> list[str]:
+        """The argument group APPLY_EVENTS expects."""
+
+        def opt(value: int | None) -> str:
+            return "" if value is None else str(value)
+
+        return [
+            self.type.value,
+            serial_field(self.serial),
+            opt(self.not_after),
+            opt(self.revoked_at),
+            "" if self.reason is None else str(int(self.reason)),
+            opt(self.invalidity_date),
+            str(self.serial % crl_shards),
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    index: int
+    result: ResultCode
+    message: str
+    issuer: str | None = None
+    serial: int | None = None
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "index": self.index,
+            "result": self.result,
+            "message": self.message,
+        }
+        if self.serial is not None:
+            out["serial"] = format(self.serial, "x")
+        return out
+
+
+def parse_time(value: Any, name: str) -> int:
+    if not isinstance(value, str):
+        raise EventError(f"{name}: expected an RFC 3339 time string")
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise EventError(f"{name}: not an RFC 3339 time: {value!r}") from None
+    if parsed.tzinfo is None:
+        raise EventError(f"{name}: needs a UTC offset (for example 2026-11-22T10:00:00Z)")
+    seconds = int(parsed.timestamp())
+    if not MIN_TIME <= seconds <= MAX_TIME:
+        raise EventError(f"{name}: outside 1950..9999")
+    return seconds
+
+
+def parse_serial(value: Any) -> int:
+    if not isinstance(value, str):
+        raise EventError("serial: expected a hex string")
+    text = value.replace(":", "")
+    if text.lower().startswith("0x"):
+        text = text[2:]
+    if not _HEX.match(text):
+        raise EventError(f"serial: not a hex string: {value!r}")
+    serial = int(text, 16)
+    if serial <= 0 or serial.bit_length() > MAX_SERIAL_BITS:
+        raise EventError(
+            "serial: must be a positive integer of at most 20 octets (RFC 5280 4.1.2.2)"
+        )
+    return serial
+
+
+def parse_event(raw: Any, issuers: Mapping[str, IssuerConfig], now: int, skew: int = 300) -> Event:
+    """Validate one event; raise EventError naming the field."""
+    if not isinstance(raw, Mapping):
+        raise EventError("event: expected a JSON object")
+    kind = raw.get("type")
+    if kind is None:
+        raise EventError("type: required")
+    try:
+        etype = EventType(kind)
+    except ValueError:
+        raise EventError(f"type: must be issued, revoked or unrevoked, got {kind!r}") from None
+    for key in raw:
+        if key not in _FIELDS[etype]:
+            raise EventError(f"{key}: unknown field for a {etype.value} event")
+    issuer_name = raw.get("issuer")
+    if not isinstance(issuer_name, str):
+        raise EventError("issuer: required")
+    issuer = issuers.get(issuer_name)
+    if issuer is None:
+        raise EventError(f"issuer: unknown issuer {issuer_name!r}")
+    if "serial" not in raw:
+        raise EventError("serial: required")
+    serial = parse_serial(raw["serial"])
+
+    def not_future(seconds: int, name: str) -> int:
+        if seconds > now + skew:
+            raise EventError(f"{name}: in the future (more than {skew} s ahead of the clock)")
+        return seconds
+
+    if etype is EventType.ISSUED:
+        if "not_after" not in raw:
+            raise EventError("not_after: required for an issued event")
+        return Event(
+            etype, issuer_name, serial, not_after=parse_time(raw["not_after"], "not_after")
+        )
+
+    if etype is EventType.UNREVOKED:
+        if not allows_hold(issuer.policy):
+            raise EventError(
+                f"type: unrevoked lifts a certificateHold, which {issuer.policy.value} issuers "
+                "do not allow"
+            )
+        return Event(etype, issuer_name, serial)
+
+    if "revoked_at" not in raw:
+        raise EventError("revoked_at: required for a revoked event")
+    revoked_at = not_future(parse_time(raw["revoked_at"], "revoked_at"), "revoked_at")
+    reason_name = raw.get("reason", "unspecified")
+    if not isinstance(reason_name, str):
+        raise EventError("reason: expected a reason name such as keyCompromise")
+    try:
+        reason = RevocationReason.from_rfc_name(reason_name)
+    except ValueError:
+        names = ", ".join(
+            r.rfc_name for r in RevocationReason if r is not RevocationReason.REMOVE_FROM_CRL
+        )
+        raise EventError(
+            f"reason: unknown revocation reason {reason_name!r}; one of {names}"
+        ) from None
+    if reason not in ALLOWED_REASONS[issuer.policy]:
+        if reason is RevocationReason.CERTIFICATE_HOLD:
+            detail = "certificateHold is not allowed"
+        else:
+            detail = f"{reason_name} is not allowed"
+        raise EventError(f"reason: {detail} for {issuer.policy.value} issuers (BR 7.2.2)")
+    invalidity = None
+    if raw.get("invalidity_date") is not None:
+        invalidity = not_future(
+            parse_time(raw["invalidity_date"], "invalidity_date"), "invalidity_date"
+        )
+        if invalidity > revoked_at:
+            raise EventError("invalidity_date: after revoked_at")
+    not_after = parse_time(raw["not_after"], "not_after") if raw.get("not_after") else None
+    return Event(etype, issuer_name, serial, not_after, revoked_at, reason, invalidity)
+
+
+class Ingestor:
+    """Applies event batches to the store and reports a result per event."""
+
+    def __init__(
+        self,
+        store: Store,
+        issuers: Mapping[str, IssuerConfig],
+        clock_skew: int = 300,
+        concurrency: int = 16,
+    ) -> None:
+        self.store = store
+        self.issuers = issuers
+        self.clock_skew = clock_skew
+        self._limiter = trio.CapacityLimiter(concurrency)
+
+    async def submit(
+        self, raw_events: Sequence[Any], allowed_issuers: set[str] | None = None
+    ) -> list[EventResult]:
+        """Validate and apply a batch of JSON events. `allowed_issuers` scopes the caller."""
+        if len(raw_events) > MAX_BATCH:
+            raise BatchTooLarge(f"events: at most {MAX_BATCH} per batch, got {len(raw_events)}")
+        now = int(time.time())
+        results: list[EventResult | None] = [None] * len(raw_events)
+        valid: list[tuple[int, Event]] = []
+        for i, raw in enumerate(raw_events):
+            try:
+                event = parse_event(raw, self.issuers, now, self.clock_skew)
+            except EventError as exc:
+                results[i] = EventResult(i, "rejected", str(exc))
+                continue
+            if allowed_issuers is not None and event.issuer not in allowed_issuers:
+                results[i] = EventResult(
+                    i,
+                    "rejected",
+                    f"issuer: this token may not push events for {event.issuer!r}",
+                    event.issuer,
+                    event.serial,
+                )
+                continue
+            valid.append((i, event))
+        for result in await self.apply(valid):
+            results[result.index] = result
+        done = [r for r in results if r is not None]
+        counts = {
+            code: sum(1 for r in done if r.result == code)
+            for code in ("applied", "unchanged", "rejected", "failed")
+        }
+        log.info("event batch of %d: %s", len(raw_events), counts)
+        return done
+
+    async def apply(self, events: Sequence[tuple[int, Event]]) -> list[EventResult]:
+        """Apply validated events; order is kept per certificate."""
+        groups: dict[tuple[str, int], list[tuple[int, Event]]] = {}
+        for index, event in events:
+            n = self.store.partitions(event.issuer)
+            groups.setdefault((event.issuer, partition_of(event.serial, n)), []).append(
+                (index, event)
+            )
+        results: list[EventResult] = []
+
+        async def run(issuer: str, partition: int, group: list[tuple[int, Event]]) -> None:
+            # Chunks of one partition go in order, so events for one serial apply in order.
+            crl_shards = self.issuers[issuer].crl_shards
+            for start in range(0, len(group), CHUNK):
+                chunk = group[start : start + CHUNK]
+                async with self._limiter:
+                    try:
+                        outcome = await self.store.apply_events(
+                            issuer, partition, [e.script_args(crl_shards) for _, e in chunk]
+                        )
+                    except StoreError as exc:
+                        log.error(
+                            "events for %s partition %d not acknowledged: %s",
+                            issuer,
+                            partition,
+                            exc,
+                        )
+                        outcome = [("failed", f"store: {exc}")] * len(chunk)
+                for (index, event), (code, message) in zip(chunk, outcome, strict=True):
+                    results.append(EventResult(index, code, message, issuer, event.serial))  # type: ignore[arg-type]
+
+        async with trio.open_nursery() as nursery:
+            for (issuer, partition), group in groups.items():
+                nursery.start_soon(run, issuer, partition, group)
+        return results

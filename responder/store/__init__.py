@@ -1,0 +1,20 @@
+"""The status store: one abstraction over the Redis protocol, embedded Valkey by default."""
+
+from .embedded import EmbeddedStore, EmbeddedStoreError, ValkeyProcess, valkey_binary
+from .records import CertRecord, Status
+from .store import Change, DurabilityError, PreSigned, Store, StoreError, make_client
+
+__all__ = [
+    "CertRecord",
+    "Change",
+    "DurabilityError",
+    "EmbeddedStore",
+    "EmbeddedStoreError",
+    "PreSigned",
+    "Status",
+    "Store",
+    "StoreError",
+    "ValkeyProcess",
+    "make_client",
+    "valkey_binary",
+]

@@ -1,0 +1,132 @@
+"""Lua run inside the store, so that each change is atomic within its partition's slot."""
+
+# Apply a batch of already-validated events to one partition.
+# KEYS: certs, revoked, answers, feed (one hash tag).
+# ARGV: issuer, now, feed_maxlen, count, then per event:
+#       type, serial, not_after, revoked_at, reason, invalidity_date, crl_shard
+# Returns a flat list: code, message per event; code is applied/unchanged/rejected.
+APPLY_EVENTS = r"""
+local certs, revoked, answers, feed = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local issuer, now, maxlen, count = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local NO_EXPIRY = 253402300799
+local KEY_COMPROMISE, HOLD = '1', '6'
+local out = {}
+
+local function split(s)
+  local t = {}
+  for f in string.gmatch(s .. '|', '([^|]*)|') do t[#t + 1] = f end
+  return t
+end
+
+local function changed(serial, status, ver)
+  redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*', 's', serial, 't', status, 'v', ver)
+  redis.call('PUBLISH', 'rv:changes', issuer .. ' ' .. serial .. ' ' .. status .. ' ' .. ver)
+end
+
+local function score(not_after)
+  if not_after == '' then return NO_EXPIRY end
+  return not_after
+end
+
+for i = 0, count - 1 do
+  local b = 5 + i * 7
+  local typ, serial, na, rat, reason, inv, shard =
+    ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]
+  local cur = redis.call('HGET', certs, serial)
+  local r = cur and split(cur)
+  local code, msg = 'applied', ''
+
+  if typ == 'issued' then
+    if not r then
+      redis.call('HSET', certs, serial, table.concat({'g', na, '1', now, shard}, '|'))
+      changed(serial, 'good', '1')
+      msg = 'issued'
+    elseif r[2] == '' then
+      -- revoked before its issuance was reported: record not_after now
+      r[2] = na
+      r[3] = tostring(tonumber(r[3]) + 1)
+      r[4] = now
+      redis.call('HSET', certs, serial, table.concat(r, '|'))
+      redis.call('ZADD', revoked, score(na), serial)
+      changed(serial, 'revoked', r[3])
+      msg = 'not_after recorded for a revoked certificate'
+    elseif r[2] ~= na then
+      code, msg = 'rejected', 'not_after: already issued with not_after ' .. r[2]
+    else
+      code = 'unchanged'
+      if r[1] == 'r' then msg = 'already revoked' else msg = 'already issued' end
+    end
+
+  elseif typ == 'revoked' then
+    if not r or r[1] == 'g' then
+      local ver, keep_na, keep_shard = '1', na, shard
+      if r then
+        ver = tostring(tonumber(r[3]) + 1)
+        if r[2] ~= '' then keep_na = r[2] end
+        keep_shard = r[5]
+      end
+      redis.call('HSET', certs, serial,
+        table.concat({'r', keep_na, ver, now, keep_shard, rat, reason, inv}, '|'))
+      redis.call('ZADD', revoked, score(keep_na), serial)
+      redis.call('HDEL', answers, serial)
+      changed(serial, 'revoked', ver)
+      msg = 'revoked'
+    elseif r[7] == reason and r[6] == rat and r[8] == inv then
+      code, msg = 'unchanged', 'already revoked'
+    elseif (reason == KEY_COMPROMISE and r[7] ~= KEY_COMPROMISE)
+        or (r[7] == HOLD and reason ~= HOLD) then
+      -- re-revocation for key compromise (revocation date may move earlier), or a hold made final
+      local ver = tostring(tonumber(r[3]) + 1)
+      local new_rat = rat
+      if reason == KEY_COMPROMISE and tonumber(r[6]) < tonumber(rat) then new_rat = r[6] end
+      local new_inv = inv
+      if inv == '' then new_inv = r[8] end
+      if r[2] == '' and na ~= '' then r[2] = na end
+      redis.call('HSET', certs, serial,
+        table.concat({'r', r[2], ver, now, r[5], new_rat, reason, new_inv}, '|'))
+      redis.call('ZADD', revoked, score(r[2]), serial)
+      redis.call('HDEL', answers, serial)
+      changed(serial, 'revoked', ver)
+      if reason == KEY_COMPROMISE then msg = 'reason changed to keyCompromise'
+      else msg = 'hold made permanent' end
+    else
+      code = 'rejected'
+      msg = 'reason: already revoked at ' .. r[6] .. ' with reason code ' .. r[7] ..
+        '; only a change to keyCompromise, or from certificateHold, is allowed'
+    end
+
+  elseif typ == 'unrevoked' then
+    if not r then
+      code, msg = 'rejected', 'serial: no record of this certificate'
+    elseif r[1] == 'g' then
+      code, msg = 'unchanged', 'not revoked'
+    elseif r[7] ~= HOLD then
+      code = 'rejected'
+      msg = 'type: only a certificateHold revocation can be lifted (reason code ' .. r[7] .. ')'
+    else
+      local ver = tostring(tonumber(r[3]) + 1)
+      redis.call('HSET', certs, serial, table.concat({'g', r[2], ver, now, r[5]}, '|'))
+      redis.call('ZREM', revoked, serial)
+      redis.call('HDEL', answers, serial)
+      changed(serial, 'good', ver)
+      msg = 'hold lifted'
+    end
+  else
+    code, msg = 'rejected', 'type: unknown event type'
+  end
+  out[#out + 1] = code
+  out[#out + 1] = msg
+end
+return out
+"""
+
+# Store a pre-signed answer only if the record has not changed since it was signed.
+# KEYS: certs, answers. ARGV: serial, version, blob. Returns 1 stored, 0 stale.
+PUT_ANSWER = r"""
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur then return 0 end
+local ver = string.match(cur, '^[gr]|[^|]*|([^|]*)|')
+if ver ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return 1
+"""

@@ -1,0 +1,333 @@
+"""The one store abstraction: certificate status, pre-signed answers and the change feed.
+
+Speaks the Redis protocol through coredis (trio-native through anyio) to a
+standalone server, a Sentinel-managed primary or a Cluster. Writes are Lua
+scripts confined to one partition's hash tag; acknowledgements wait for the
+AOF fsync (WAITAOF) and, when configured, for replicas.
+"""
+
+import json
+import logging
+import struct
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import coredis
+import coredis.exceptions
+import trio
+from coredis.typing import Node
+
+from ..config import ConfigError, IssuerConfig, StoreConfig
+from . import keys
+from .records import CertRecord, Status
+from .scripts import APPLY_EVENTS, PUT_ANSWER
+
+log = logging.getLogger("revocd.store")
+
+ANSWER_HEADER = struct.Struct(">qq")  # this_update, next_update
+READ_CHUNK = 5000
+
+
+class StoreError(RuntimeError):
+    """The store is unreachable or refused an operation."""
+
+
+class DurabilityError(StoreError):
+    """A write was not confirmed on disk / on replicas in time: it is not acknowledged."""
+
+
+@dataclass(frozen=True, slots=True)
+class PreSigned:
+    this_update: int
+    next_update: int
+    der: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    issuer: str
+    serial: int
+    status: Status
+    version: int
+
+
+def _nodes(netloc: str) -> list[tuple[str, int]]:
+    out = []
+    for part in netloc.split(","):
+        host, _, port = part.rpartition(":")
+        out.append((host.strip("[]") or "127.0.0.1", int(port or 6379)))
+    return out
+
+
+def make_client(url: str) -> tuple[Any, str]:
+    """A coredis client for a store URL, and the kind: standalone, cluster or sentinel.
+
+    redis://[user:password@]host:port/db, rediss:// for TLS, unix:///path.sock;
+    redis+cluster://[user:password@]host:port,host:port;
+    redis+sentinel://[user:password@]host:port,host:port/service_name[/db].
+    valkey* schemes are accepted as synonyms.
+    """
+    scheme_in = url.split("://", 1)[0]
+    scheme = scheme_in.replace("valkey", "redis")
+    if scheme in ("redis", "rediss", "unix"):
+        normal = scheme + url[len(scheme_in) :]
+        return coredis.Redis.from_url(normal, decode_responses=False), "standalone"
+    parts = urlsplit(url)
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    tls = scheme.endswith("s")
+    if scheme in ("redis+cluster", "rediss+cluster"):
+        nodes = [Node(host=h, port=p) for h, p in _nodes(netloc)]
+        client = coredis.RedisCluster(
+            startup_nodes=nodes,
+            username=username,
+            password=password,
+            ssl=tls,
+            decode_responses=False,
+        )
+        return client, "cluster"
+    if scheme in ("redis+sentinel", "rediss+sentinel"):
+        path = [p for p in parts.path.split("/") if p]
+        if not path:
+            raise ConfigError("store.url: a sentinel URL needs the service name as its path")
+        db = int(path[1]) if len(path) > 1 else 0
+        sentinel = coredis.Sentinel(
+            _nodes(netloc),
+            sentinel_kwargs={"password": password} if password else None,
+            username=username,
+            password=password,
+            ssl=tls,
+            decode_responses=False,
+            db=db,
+        )
+        return sentinel.primary_for(path[0]), "sentinel"
+    raise ConfigError(f"store.url: unsupported scheme {scheme_in!r}")
+
+
+class Store:
+    """Status store for revocd over the Redis protocol."""
+
+    def __init__(self, client: Any, kind: str, settings: StoreConfig) -> None:
+        self.client = client
+        self.kind = kind
+        self.settings = settings
+        self._apply = client.register_script(APPLY_EVENTS)
+        self._put_answer = client.register_script(PUT_ANSWER)
+        self._partitions: dict[str, int] = {}
+        self._wait_local = 1
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, url: str, settings: StoreConfig | None = None) -> AsyncIterator["Store"]:
+        client, kind = make_client(url)
+        settings = settings or StoreConfig(url=url)
+        try:
+            async with client:
+                store = cls(client, kind, settings)
+                await store._check_durability()
+                yield store
+        except BaseExceptionGroup as group:
+            # coredis runs its connections in a task group, which wraps whatever the
+            # body raises; a lone error is re-raised as itself for the caller.
+            raise _single(group) from None
+
+    async def _check_durability(self) -> None:
+        """Refuse a store that cannot make an acknowledged event durable."""
+        nodes = list(self.client.primaries) if self.kind == "cluster" else [self.client]
+        for node in nodes:
+            if self.kind == "cluster":
+                async with node:
+                    await self._check_node(node)
+            else:
+                await self._check_node(node)
+
+    async def _check_node(self, node: Any) -> None:
+        try:
+            conf = await node.config_get(["appendonly", "appendfsync"])
+        except coredis.exceptions.ResponseError:
+            log.warning("store refuses CONFIG GET; relying on WAITAOF to confirm durability")
+            return
+        values = {_s(k): _s(v) for k, v in conf.items()}
+        if values.get("appendonly") != "yes":
+            if self.settings.replicas == 0:
+                raise StoreError(
+                    "store.url: the store has appendonly=no, so acknowledged events would not "
+                    "be on disk; enable appendonly or set store.replicas"
+                )
+            self._wait_local = 0
+            log.warning(
+                "store has appendonly=no; durability rests on %d replica(s)", self.settings.replicas
+            )
+        elif values.get("appendfsync") != "always":
+            log.info(
+                "store appendfsync=%s: each acknowledgement waits for WAITAOF",
+                values.get("appendfsync"),
+            )
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except (coredis.exceptions.RedisError, OSError):
+            return False
+
+    # -- issuers -------------------------------------------------------------------
+
+    async def register_issuers(self, issuers: Iterable[IssuerConfig]) -> None:
+        """Record each issuer's partition count; it can never change afterwards."""
+        for issuer in issuers:
+            raw = await self.client.hget(keys.ISSUERS, issuer.name)
+            if raw is not None:
+                known = json.loads(raw)
+                if known["partitions"] != issuer.partitions:
+                    raise ConfigError(
+                        f"issuers.{issuer.name}.partitions: the store holds this issuer with "
+                        f"{known['partitions']} partitions; it cannot change to {issuer.partitions}"
+                    )
+            else:
+                record = {
+                    "partitions": issuer.partitions,
+                    "policy": issuer.policy.value,
+                    "registered_at": int(time.time()),
+                }
+                await self.client.hsetnx(keys.ISSUERS, issuer.name, json.dumps(record))
+            self._partitions[issuer.name] = issuer.partitions
+
+    def partitions(self, issuer: str) -> int:
+        try:
+            return self._partitions[issuer]
+        except KeyError:
+            raise StoreError(f"issuer {issuer!r} is not registered with the store") from None
+
+    # -- events ----------------------------------------------------------------------
+
+    async def apply_events(
+        self, issuer: str, partition: int, events: Sequence[Sequence[str]]
+    ) -> list[tuple[str, str]]:
+        """Apply validated events (APPLY_EVENTS argument groups) to one partition, durably."""
+        args: list[str | int] = [issuer, int(time.time()), self.settings.feed_maxlen, len(events)]
+        for event in events:
+            args.extend(event)
+        try:
+            with self.client.ensure_persistence(
+                self._wait_local, self.settings.replicas, self.settings.durability_timeout_ms
+            ):
+                raw = await self._apply(keys=keys.partition_keys(issuer, partition), args=args)
+        except coredis.exceptions.PersistenceError as exc:
+            raise DurabilityError(f"write not confirmed durable: {exc}") from exc
+        except (coredis.exceptions.RedisError, OSError) as exc:
+            raise StoreError(f"store error applying events: {exc}") from exc
+        flat = [_s(x) for x in raw]
+        return list(zip(flat[0::2], flat[1::2], strict=True))
+
+    # -- reads -----------------------------------------------------------------------
+
+    async def get_record(self, issuer: str, serial: int) -> CertRecord | None:
+        p = keys.partition_of(serial, self.partitions(issuer))
+        raw = await self.client.hget(keys.certs(issuer, p), keys.serial_field(serial))
+        return None if raw is None else CertRecord.decode(serial, raw)
+
+    async def get_records(self, issuer: str, serials: Sequence[int]) -> dict[int, CertRecord]:
+        """Many records in one round trip per partition, partitions fetched concurrently."""
+        by_partition: dict[int, list[int]] = {}
+        n = self.partitions(issuer)
+        for serial in serials:
+            by_partition.setdefault(keys.partition_of(serial, n), []).append(serial)
+        out: dict[int, CertRecord] = {}
+
+        async def fetch(p: int, group: list[int]) -> None:
+            raws = await self.client.hmget(
+                keys.certs(issuer, p), [keys.serial_field(s) for s in group]
+            )
+            for serial, raw in zip(group, raws, strict=True):
+                if raw is not None:
+                    out[serial] = CertRecord.decode(serial, raw)
+
+        async with trio.open_nursery() as nursery:
+            for p, group in by_partition.items():
+                nursery.start_soon(fetch, p, group)
+        return out
+
+    async def count_records(self, issuer: str) -> int:
+        total = 0
+        for p in range(self.partitions(issuer)):
+            total += await self.client.hlen(keys.certs(issuer, p))
+        return total
+
+    async def revoked_records(self, issuer: str) -> AsyncIterator[CertRecord]:
+        """Every revoked record of an issuer, partition by partition (for CRLs)."""
+        for p in range(self.partitions(issuer)):
+            start = 0
+            while True:
+                members = await self.client.zrange(
+                    keys.revoked(issuer, p), start, start + READ_CHUNK - 1
+                )
+                if not members:
+                    break
+                raws = await self.client.hmget(keys.certs(issuer, p), members)
+                for member, raw in zip(members, raws, strict=True):
+                    if raw is not None:
+                        yield CertRecord.decode(int(_s(member), 16), raw)
+                start += READ_CHUNK
+
+    # -- pre-signed answers --------------------------------------------------------------
+
+    async def put_answer(self, issuer: str, record: CertRecord, answer: PreSigned) -> bool:
+        """Store a pre-signed answer unless the record changed since it was signed."""
+        p = keys.partition_of(record.serial, self.partitions(issuer))
+        blob = ANSWER_HEADER.pack(answer.this_update, answer.next_update) + answer.der
+        stored = await self._put_answer(
+            keys=[keys.certs(issuer, p), keys.answers(issuer, p)],
+            args=[keys.serial_field(record.serial), record.version, blob],
+        )
+        return bool(stored)
+
+    async def get_answer(self, issuer: str, serial: int) -> PreSigned | None:
+        p = keys.partition_of(serial, self.partitions(issuer))
+        blob = await self.client.hget(keys.answers(issuer, p), keys.serial_field(serial))
+        if blob is None:
+            return None
+        this_update, next_update = ANSWER_HEADER.unpack_from(blob)
+        return PreSigned(this_update, next_update, bytes(blob[ANSWER_HEADER.size :]))
+
+    # -- change feed -------------------------------------------------------------------
+
+    async def feed_entries(self, issuer: str, partition: int, after: str = "0") -> list[Change]:
+        """Entries of one partition's durable change stream after a stream id."""
+        entries = await self.client.xrange(keys.feed(issuer, partition), f"({after}", "+")
+        out = []
+        for entry in entries:
+            fields = {_s(k): _s(v) for k, v in entry.field_values.items()}
+            out.append(Change(issuer, int(fields["s"], 16), Status(fields["t"]), int(fields["v"])))
+        return out
+
+    @asynccontextmanager
+    async def subscribe_changes(self) -> AsyncIterator[AsyncIterator[Change]]:
+        """Live change notifications (pub/sub): low latency, may miss messages while
+        disconnected, so a subscriber drops its cache when the subscription restarts."""
+        async with self.client.pubsub(channels=[keys.CHANGES_CHANNEL]) as pubsub:
+
+            async def messages() -> AsyncIterator[Change]:
+                async for message in pubsub:
+                    if message["type"] != "message":
+                        continue
+                    issuer, serial, status, version = _s(message["data"]).split(" ")
+                    yield Change(issuer, int(serial, 16), Status(status), int(version))
+
+            yield messages()
+
+
+def _single(group: BaseExceptionGroup) -> BaseException:
+    """The only leaf of a group of one, or the group itself."""
+    current: BaseException = group
+    while isinstance(current, BaseExceptionGroup) and len(current.exceptions) == 1:
+        current = current.exceptions[0]
+    return current
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
