@@ -28,6 +28,12 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _import(args: argparse.Namespace) -> int:
+    from .importcmd import run_import_command
+
+    return run_import_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="revocd",
@@ -52,8 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     crl = sub.add_parser("crl", help="build, run or inspect CRL generation")
     crl.set_defaults(handler=_not_yet("crl"))
 
-    imp = sub.add_parser("import", help="import an OpenSSL index.txt, a CRL or certificates")
-    imp.set_defaults(handler=_not_yet("import"))
+    imp = sub.add_parser(
+        "import",
+        help="import an OpenSSL index.txt, a CRL or a directory of certificates",
+        description="Apply an existing CA's history as events; importing twice changes nothing.",
+    )
+    imp.add_argument("-c", "--config", required=True, help="revocd.toml")
+    imp.add_argument("--issuer", required=True, help="issuer name from the config")
+    imp.add_argument("kind", choices=["index", "crl", "certs"], help="what PATH holds")
+    imp.add_argument("path", help="index.txt, CRL file (DER or PEM), or certificate directory")
+    imp.set_defaults(handler=_import)
 
     push = sub.add_parser("push", help="push issued/revoked events to a control plane")
     push.set_defaults(handler=_not_yet("push"))

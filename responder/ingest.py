@@ -193,6 +193,8 @@ def parse_event(raw: Any, issuers: Mapping[str, IssuerConfig], now: int, skew: i
         raise EventError("reason: expected a reason name such as keyCompromise")
     try:
         reason = RevocationReason.from_rfc_name(reason_name)
+        if reason is RevocationReason.REMOVE_FROM_CRL:
+            raise ValueError(reason_name)
     except ValueError:
         names = ", ".join(
             r.rfc_name for r in RevocationReason if r is not RevocationReason.REMOVE_FROM_CRL
@@ -204,7 +206,7 @@ def parse_event(raw: Any, issuers: Mapping[str, IssuerConfig], now: int, skew: i
         if reason is RevocationReason.CERTIFICATE_HOLD:
             detail = "certificateHold is not allowed"
         else:
-            detail = f"{reason_name} is not allowed"
+            detail = f"{reason.rfc_name} is not allowed"
         raise EventError(f"reason: {detail} for {issuer.policy.value} issuers (BR 7.2.2)")
     invalidity = None
     if raw.get("invalidity_date") is not None:

@@ -83,16 +83,31 @@ class RevocationReason(IntEnum):
 
     @property
     def rfc_name(self) -> str:
-        """The camelCase name RFC 5280 uses, which is also the event API's spelling."""
-        head, *rest = self.name.lower().split("_")
-        return head + "".join(part.capitalize() for part in rest)
+        """The name RFC 5280 section 5.3.1 uses, which is also the event API's spelling."""
+        return _RFC_NAMES[self]
 
     @classmethod
     def from_rfc_name(cls, name: str) -> "RevocationReason":
-        for reason in cls:
-            if reason.rfc_name == name:
-                return reason
-        raise ValueError(f"unknown revocation reason {name!r}")
+        """Look up a reason by its RFC 5280 name, ignoring case (cACompromise = caCompromise)."""
+        try:
+            return _BY_NAME[name.lower()]
+        except KeyError:
+            raise ValueError(f"unknown revocation reason {name!r}") from None
+
+
+_RFC_NAMES = {
+    RevocationReason.UNSPECIFIED: "unspecified",
+    RevocationReason.KEY_COMPROMISE: "keyCompromise",
+    RevocationReason.CA_COMPROMISE: "cACompromise",
+    RevocationReason.AFFILIATION_CHANGED: "affiliationChanged",
+    RevocationReason.SUPERSEDED: "superseded",
+    RevocationReason.CESSATION_OF_OPERATION: "cessationOfOperation",
+    RevocationReason.CERTIFICATE_HOLD: "certificateHold",
+    RevocationReason.REMOVE_FROM_CRL: "removeFromCRL",
+    RevocationReason.PRIVILEGE_WITHDRAWN: "privilegeWithdrawn",
+    RevocationReason.AA_COMPROMISE: "aACompromise",
+}
+_BY_NAME = {name.lower(): reason for reason, name in _RFC_NAMES.items()}
 
 
 class ResponseStatus(IntEnum):
