@@ -54,6 +54,7 @@ run: venv ext
 
 bench: venv ext sysdeps
 	$(PY) loadtests/bench_core.py --write docs/benchmarks.md
+	$(PY) loadtests/bench_store.py --write docs/benchmarks.md
 
 clean:
 	rm -rf build $(VENV) responder/**/*.so responder/**/*.c ext/*.c .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -227,7 +227,7 @@ class Ingestor:
         store: Store,
         issuers: Mapping[str, IssuerConfig],
         clock_skew: int = 300,
-        concurrency: int = 16,
+        concurrency: int = 32,
     ) -> None:
         self.store = store
         self.issuers = issuers

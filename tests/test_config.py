@@ -1,0 +1,86 @@
+"""Bad configuration stops start-up with a message that names the key."""
+
+import pytest
+import trio
+
+from responder.config import ConfigError, IssuerConfig, load_config
+from responder.policy import Policy
+from responder.store import Store
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "revocd.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def issuer_pem(tmp_path, test_pki):
+    (tmp_path / "issuer.pem").write_bytes(test_pki.issuer.cert_pem)
+    return "issuer.pem"
+
+
+def test_valid_config(tmp_path, issuer_pem):
+    cfg = load_config(
+        write(
+            tmp_path,
+            f"""
+state_dir = "st"
+[store]
+replicas = 1
+[issuers.demo]
+certificate = "{issuer_pem}"
+policy = "smime"
+partitions = 8
+crl_shards = 4
+""",
+        )
+    )
+    assert cfg.state_dir == tmp_path / "st"
+    assert cfg.store.replicas == 1 and cfg.store.url == ""
+    demo = cfg.issuers["demo"]
+    assert (demo.policy, demo.partitions, demo.crl_shards) == (Policy.SMIME, 8, 4)
+    assert demo.cert is not None
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("[issuers.demo]\npolicy = 'tls'\n", "issuers.demo.certificate: required"),
+        ("[issuers.demo]\ncertificate = 'missing.pem'\n", "issuers.demo.certificate: cannot read"),
+        ("[issuers.demo]\ncertificate = 'revocd.toml'\n", "issuers.demo.certificate: "),
+        (
+            "[issuers.demo]\ncertificate = '{pem}'\npolicy = 'web'\n",
+            "issuers.demo.policy: must be one of tls, smime, code_signing, private",
+        ),
+        (
+            "[issuers.demo]\ncertificate = '{pem}'\npartitions = 0\n",
+            "issuers.demo.partitions: must be between 1 and 4096",
+        ),
+        (
+            "[issuers.demo]\ncertificate = '{pem}'\ncrl_shard = 2\n",
+            "issuers.demo.crl_shard: unknown key",
+        ),
+        ("[issuers.Demo]\ncertificate = '{pem}'\n", "issuers.Demo: issuer names are"),
+        ("[store]\nreplicas = 'two'\n", "store.replicas: expected int"),
+        ("[store]\nreplicas = true\n", "store.replicas: expected an integer"),
+        ("[store]\nurll = 'redis://x'\n", "store.urll: unknown key"),
+        ("clock_skew_seconds = 7200\n", "clock_skew_seconds: must be between 0 and 3600"),
+        ("stat_dir = 'x'\n", "stat_dir: unknown key"),
+        ("[store\n", "not valid TOML"),
+    ],
+)
+def test_errors_name_the_key(tmp_path, issuer_pem, body, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, body.replace("{pem}", issuer_pem)))
+    assert message in str(info.value)
+
+
+def test_partition_count_cannot_change_once_registered(valkey_standalone, tmp_path):
+    async def main():
+        async with Store.open(valkey_standalone.url) as store:
+            await store.register_issuers([IssuerConfig("fixed", tmp_path, partitions=8)])
+            with pytest.raises(ConfigError, match=r"issuers\.fixed\.partitions: the store holds"):
+                await store.register_issuers([IssuerConfig("fixed", tmp_path, partitions=16)])
+
+    trio.run(main)
