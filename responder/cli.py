@@ -28,6 +28,17 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .config import ConfigError
+    from .service import serve_forever
+
+    try:
+        return serve_forever(args.config)
+    except ConfigError as exc:
+        print(f"revocd serve: {exc}", file=sys.stderr)
+        return 2
+
+
 def _import(args: argparse.Namespace) -> int:
     from .importcmd import run_import_command
 
@@ -45,15 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="create a demo PKI and signed OCSP answers for it")
+    demo = sub.add_parser("demo", help="run the responder on embedded defaults with a demo PKI")
     demo.add_argument("--dir", default="./revocd-demo", help="demo directory (created or reused)")
-    demo.add_argument("--host", default="127.0.0.1", help="data plane address (in AIA/CRL URLs)")
+    demo.add_argument("--host", default="127.0.0.1", help="address of both planes")
     demo.add_argument("--port", type=int, default=8080, help="data plane port (in AIA/CRL URLs)")
+    demo.add_argument("--control-port", type=int, default=8081, help="control plane port")
+    demo.add_argument("--certs", type=int, default=1000, help="issued certificates to register")
     demo.set_defaults(handler=_demo)
 
     serve = sub.add_parser("serve", help="run the responder from a config file")
     serve.add_argument("-c", "--config", required=True, help="revocd.toml")
-    serve.set_defaults(handler=_not_yet("serve"))
+    serve.set_defaults(handler=_serve)
 
     crl = sub.add_parser("crl", help="build, run or inspect CRL generation")
     crl.set_defaults(handler=_not_yet("crl"))
@@ -80,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # coredis reports routine script-cache reloads at INFO; revocd logs store trouble itself.
+    logging.getLogger("coredis").setLevel(max(logging.WARNING, logging.getLogger().level))
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

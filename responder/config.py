@@ -6,7 +6,7 @@ start-up. docs/config.md documents every key.
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,49 @@ class IssuerConfig:
     partitions: int = 64
     crl_shards: int = 1
     cert: x509.Certificate | None = field(default=None, compare=False, repr=False)
+    key: Path | None = None  # the issuer signs its own answers
+    responder_certificate: Path | None = None  # or a delegated responder does
+    responder_key: Path | None = None
+    key_passphrase_file: Path | None = None
+    key_passphrase_env: str | None = None
+    rsa_padding: str = "pkcs1v15"
+    validity_hours: int = 96
+    nonce: str = "echo"
+    unknown: str = "unknown"
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_header_bytes: int = 8 * 1024
+    max_body_bytes: int = 10 * 1024
+    header_timeout: float = 10.0
+    idle_timeout: float = 30.0
+    max_connections: int = 20_000
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    ocsp_path: str = "/"
+    crl_dir: Path | None = None
+    cache_entries: int = 1_000_000
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    host: str = "127.0.0.1"
+    port: int = 8081
+    max_body_bytes: int = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TokenConfig:
+    name: str
+    sha256: str
+    issuers: frozenset[str]  # "*" for every issuer
 
 
 @dataclass(frozen=True)
@@ -46,6 +89,9 @@ class Config:
     issuers: dict[str, IssuerConfig]
     source: Path | None = None
     clock_skew_seconds: int = 300
+    server: ServerConfig = field(default_factory=ServerConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    tokens: dict[str, TokenConfig] = field(default_factory=dict)
 
 
 def _take(table: dict[str, Any], key: str, where: str, kind: type, default: Any) -> Any:
@@ -141,9 +187,143 @@ def parse_config(raw: dict[str, Any], base: Path, source: Path | None = None) ->
         crl_shards = _positive(
             _take(table, "crl_shards", where, int, 1), f"{where}crl_shards", 1, 4096
         )
+        issuers[name] = _signing_config(
+            table, where, base, IssuerConfig(name, cert_file, policy, partitions, crl_shards, cert)
+        )
         _no_leftovers(table, where)
-        issuers[name] = IssuerConfig(name, cert_file, policy, partitions, crl_shards, cert)
-    _no_leftovers(raw, "")
-    return Config(
-        state_dir=state_dir, store=store, issuers=issuers, source=source, clock_skew_seconds=skew
+    server = _server_config(dict(_take(raw, "server", "", dict, {})), base, state_dir)
+    control_raw = dict(_take(raw, "control", "", dict, {}))
+    control = ControlConfig(
+        host=_take(control_raw, "host", "control.", str, "127.0.0.1"),
+        port=_positive(_take(control_raw, "port", "control.", int, 8081), "control.port", 0, 65535),
+        max_body_bytes=_positive(
+            _take(control_raw, "max_body_bytes", "control.", int, 8 * 1024 * 1024),
+            "control.max_body_bytes",
+            1024,
+            256 * 1024 * 1024,
+        ),
     )
+    _no_leftovers(control_raw, "control.")
+    tokens = _tokens(dict(_take(raw, "tokens", "", dict, {})), issuers)
+    _no_leftovers(raw, "")
+    if server.port != 0 and server.port == control.port and server.host == control.host:
+        raise ConfigError("control.port: the control plane never shares the data plane's port")
+    return Config(
+        state_dir=state_dir,
+        store=store,
+        issuers=issuers,
+        source=source,
+        clock_skew_seconds=skew,
+        server=server,
+        control=control,
+        tokens=tokens,
+    )
+
+
+def _path(table: dict[str, Any], key: str, where: str, base: Path) -> Path | None:
+    value: str | None = _take(table, key, where, str, None)
+    if value is None:
+        return None
+    path: Path = base / value
+    if not path.exists():
+        raise ConfigError(f"{where}{key}: {path} does not exist")
+    return path
+
+
+def _signing_config(
+    table: dict[str, Any], where: str, base: Path, issuer: IssuerConfig
+) -> IssuerConfig:
+    key = _path(table, "key", where, base)
+    responder_cert = _path(table, "responder_certificate", where, base)
+    responder_key = _path(table, "responder_key", where, base)
+    if (responder_cert is None) != (responder_key is None):
+        missing = "responder_key" if responder_key is None else "responder_certificate"
+        raise ConfigError(f"{where}{missing}: required with the other responder_* key")
+    if key is not None and responder_cert is not None:
+        raise ConfigError(f"{where}key: give the issuer key or a delegated responder, not both")
+    padding = _take(table, "rsa_padding", where, str, "pkcs1v15")
+    if padding not in ("pkcs1v15", "pss"):
+        raise ConfigError(f"{where}rsa_padding: must be pkcs1v15 or pss")
+    validity = _positive(
+        _take(table, "validity_hours", where, int, 96), f"{where}validity_hours", 8, 240
+    )
+    nonce = _take(table, "nonce", where, str, "echo")
+    if nonce not in ("echo", "ignore"):
+        raise ConfigError(f"{where}nonce: must be echo or ignore")
+    unknown = _take(table, "unknown", where, str, "unknown")
+    if unknown not in ("unknown", "unauthorized"):
+        raise ConfigError(f"{where}unknown: must be unknown or unauthorized")
+    return replace(
+        issuer,
+        key=key,
+        responder_certificate=responder_cert,
+        responder_key=responder_key,
+        key_passphrase_file=_path(table, "key_passphrase_file", where, base),
+        key_passphrase_env=_take(table, "key_passphrase_env", where, str, None),
+        rsa_padding=padding,
+        validity_hours=validity,
+        nonce=nonce,
+        unknown=unknown,
+    )
+
+
+def _limit(table: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
+    where = "server.limits."
+    return _positive(_take(table, key, where, int, default), f"{where}{key}", low, high)
+
+
+def _server_config(table: dict[str, Any], base: Path, state_dir: Path) -> ServerConfig:
+    w = "server."
+    limits_raw = dict(_take(table, "limits", w, dict, {}))
+    limits = LimitsConfig(
+        max_header_bytes=_limit(limits_raw, "max_header_bytes", 8192, 1024, 1 << 20),
+        max_body_bytes=_limit(limits_raw, "max_body_bytes", 10240, 512, 1 << 20),
+        header_timeout=float(_limit(limits_raw, "header_timeout_seconds", 10, 1, 300)),
+        idle_timeout=float(_limit(limits_raw, "idle_timeout_seconds", 30, 1, 3600)),
+        max_connections=_limit(limits_raw, "max_connections", 20000, 1, 1_000_000),
+    )
+    _no_leftovers(limits_raw, "server.limits.")
+    ocsp_path = _take(table, "ocsp_path", w, str, "/")
+    if not ocsp_path.startswith("/"):
+        raise ConfigError("server.ocsp_path: must start with /")
+    crl_dir = _take(table, "crl_dir", w, str, None)
+    server = ServerConfig(
+        host=_take(table, "host", w, str, "127.0.0.1"),
+        port=_positive(_take(table, "port", w, int, 8080), "server.port", 0, 65535),
+        workers=_positive(_take(table, "workers", w, int, 1), "server.workers", 1, 256),
+        ocsp_path=ocsp_path,
+        crl_dir=(base / crl_dir) if crl_dir else state_dir / "crl",
+        cache_entries=_positive(
+            _take(table, "cache_entries", w, int, 1_000_000),
+            "server.cache_entries",
+            0,
+            100_000_000,
+        ),
+        limits=limits,
+    )
+    _no_leftovers(table, w)
+    return server
+
+
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _tokens(table: dict[str, Any], issuers: dict[str, IssuerConfig]) -> dict[str, TokenConfig]:
+    tokens: dict[str, TokenConfig] = {}
+    for name, raw_entry in table.items():
+        where = f"tokens.{name}."
+        if not isinstance(raw_entry, dict):
+            raise ConfigError(f"tokens.{name}: expected a table")
+        entry = dict(raw_entry)
+        digest = _take(entry, "sha256", where, str, None)
+        if digest is None or not _SHA256_HEX.match(digest.lower()):
+            raise ConfigError(f"{where}sha256: the lowercase hex SHA-256 of the token is required")
+        scope = _take(entry, "issuers", where, list, None)
+        if not scope:
+            raise ConfigError(f'{where}issuers: list the issuers this token may push for, or ["*"]')
+        for issuer in scope:
+            if issuer != "*" and issuer not in issuers:
+                raise ConfigError(f"{where}issuers: unknown issuer {issuer!r}")
+        _no_leftovers(entry, where)
+        tokens[name] = TokenConfig(name, digest.lower(), frozenset(scope))
+    return tokens

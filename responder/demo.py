@@ -1,37 +1,42 @@
-"""`revocd demo`: a demo PKI and OCSP answers signed by the protocol core.
+"""`revocd demo`: the whole responder on embedded defaults, with a demo PKI.
 
-The directory holds root.pem, issuer.pem, responder.pem (delegated OCSP
-signer) with their keys, and certs/{good,revoked,unknown}.pem with keys. The
-leaf certificates carry AIA OCSP and CRL DP URLs pointing at the data plane
-address given on the command line. An existing directory is reused.
+DIR (default ./revocd-demo) is created or reused. It holds root.pem,
+issuer.pem, responder.pem (delegated OCSP signer) with keys,
+certs/{good,revoked,unknown}.pem with keys (unknown.pem is signed by the
+issuer but never reported as issued), control-token, and the revocd.toml
+the demo runs with. The leaf certificates' AIA OCSP and CRL DP URLs point at
+the demo's data plane. The demo starts the embedded Valkey, registers N
+issued certificates with some revoked, pre-signs them, serves both planes,
+prints the openssl commands to try and a line containing `ready`.
 """
 
 import argparse
-import asyncio
+import hashlib
+import logging
+import random
+import secrets
 import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import trio
 from cryptography import x509
 
 from . import pki
-from .ocsp import CertStatus, HashAlgorithm, IssuerHashes, RevocationReason, SingleAnswer
-from .signing import ResponderIdentity, SoftwareSigner
+from .config import load_config
+from .presign import presign_issuer
+from .service import Running, run_service
+
+log = logging.getLogger("revocd.demo")
 
 SAMPLES = ("good", "revoked", "unknown")
-# Demo validity: 4 days, inside the 8 h .. 10 days the BRs allow (BR 4.9.10).
-VALIDITY_SECONDS = 4 * 86400
-BACKDATE_SECONDS = 300
+ISSUER = "demo"
 
 
 @dataclass(frozen=True)
 class DemoPKI:
     directory: Path
-    root: x509.Certificate
-    issuer: x509.Certificate
-    responder: x509.Certificate
-    responder_key_path: Path
     samples: dict[str, x509.Certificate]
 
     @classmethod
@@ -40,18 +45,11 @@ class DemoPKI:
         (directory / "certs").mkdir(exist_ok=True)
         if not (directory / "issuer.pem").exists():
             _create(directory, base_url)
-
-        def load(name: str) -> x509.Certificate:
-            return x509.load_pem_x509_certificate((directory / name).read_bytes())
-
-        return cls(
-            directory=directory,
-            root=load("root.pem"),
-            issuer=load("issuer.pem"),
-            responder=load("responder.pem"),
-            responder_key_path=directory / "responder.key",
-            samples={name: load(f"certs/{name}.pem") for name in SAMPLES},
-        )
+        samples = {
+            name: x509.load_pem_x509_certificate((directory / f"certs/{name}.pem").read_bytes())
+            for name in SAMPLES
+        }
+        return cls(directory, samples)
 
 
 def _create(directory: Path, base_url: str) -> None:
@@ -62,62 +60,125 @@ def _create(directory: Path, base_url: str) -> None:
     issuer.write(directory / "issuer.pem", directory / "issuer.key")
     responder.write(directory / "responder.pem", directory / "responder.key")
     for name in SAMPLES:
-        serial = x509.random_serial_number()
         leaf = pki.make_leaf(
             issuer,
-            serial,
+            x509.random_serial_number(),
             f"{name}.demo.revocd.test",
             ocsp_url=f"{base_url}/",
-            crl_url=f"{base_url}/crl/demo.crl",
+            crl_url=f"{base_url}/crl/{ISSUER}.crl",
         )
         leaf.write(directory / "certs" / f"{name}.pem", directory / "certs" / f"{name}.key")
 
 
-async def sign_sample_answers(demo: DemoPKI, now: int) -> dict[str, bytes]:
-    """One signed OCSP response per sample certificate (SHA-1 CertID, no nonce)."""
-    identity = ResponderIdentity(
-        SoftwareSigner.from_pem_file(demo.responder_key_path), demo.issuer, demo.responder
+def write_config(directory: Path, host: str, port: int, control_port: int) -> Path:
+    token_file = directory / "control-token"
+    if not token_file.exists():
+        token_file.touch(mode=0o600)
+        token_file.write_text(secrets.token_urlsafe(32) + "\n")
+    digest = hashlib.sha256(token_file.read_text().strip().encode()).hexdigest()
+    path = directory / "revocd.toml"
+    path.write_text(
+        f"""# Written by `revocd demo`; docs/config.md documents every key.
+state_dir = "state"
+
+[server]
+host = "{host}"
+port = {port}
+crl_dir = "crl"
+
+[control]
+host = "{host}"
+port = {control_port}
+
+[issuers.{ISSUER}]
+certificate = "issuer.pem"
+responder_certificate = "responder.pem"
+responder_key = "responder.key"
+policy = "tls"
+partitions = 16
+validity_hours = 96
+
+[tokens.demo]
+sha256 = "{digest}"
+issuers = ["{ISSUER}"]
+"""
     )
-    hashes = IssuerHashes.from_certificate(demo.issuer)
-    out: dict[str, bytes] = {}
-    for name, cert in demo.samples.items():
-        cert_id = hashes.cert_id(HashAlgorithm.SHA1, cert.serial_number)
-        this_update = now - BACKDATE_SECONDS
-        if name == "revoked":
-            answer = SingleAnswer(
-                cert_id,
-                CertStatus.REVOKED,
-                this_update,
-                this_update + VALIDITY_SECONDS,
-                revoked_at=this_update - 3600,
-                reason=RevocationReason.KEY_COMPROMISE,
-            )
-        else:
-            status = CertStatus.GOOD if name == "good" else CertStatus.UNKNOWN
-            answer = SingleAnswer(cert_id, status, this_update, this_update + VALIDITY_SECONDS)
-        out[name] = await identity.sign([answer], now)
-    return out
+    return path
+
+
+async def populate(running: Running, demo: DemoPKI, certs: int) -> dict[str, int]:
+    """Register the sample certificates and N-2 others; revoke the revoked sample and ~5%."""
+    not_after = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 90 * 86400))
+    revoked_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+    rng = random.Random(7)
+    serials = [demo.samples["good"].serial_number, demo.samples["revoked"].serial_number]
+    serials += [rng.getrandbits(127) | (1 << 120) for _ in range(max(0, certs - 2))]
+    events: list[dict[str, str]] = [
+        {"type": "issued", "issuer": ISSUER, "serial": format(s, "x"), "not_after": not_after}
+        for s in serials
+    ]
+    revoke = [serials[1], *serials[2::20]]
+    events += [
+        {
+            "type": "revoked",
+            "issuer": ISSUER,
+            "serial": format(s, "x"),
+            "revoked_at": revoked_at,
+            "reason": "keyCompromise" if s == serials[1] else "superseded",
+        }
+        for s in revoke
+    ]
+    counts = {"applied": 0, "unchanged": 0, "rejected": 0, "failed": 0}
+    for start in range(0, len(events), 10_000):
+        for result in await running.ingest.submit(events[start : start + 10_000]):
+            counts[result.result] += 1
+    return counts
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    directory = Path(args.dir).resolve()
     base_url = f"http://{args.host}:{args.port}"
-    directory = Path(args.dir)
     demo = DemoPKI.create_or_load(directory, base_url)
-    answers = asyncio.run(sign_sample_answers(demo, int(time.time())))
-    responses = directory / "responses"
-    responses.mkdir(exist_ok=True)
-    for name, der in answers.items():
-        (responses / f"{name}.der").write_bytes(der)
-    d = shlex.quote(str(directory))
-    print(f"demo PKI in {directory}; signed OCSP answers in {responses}")
-    print("verify them with openssl:")
-    for name in SAMPLES:
+    config = load_config(write_config(directory, args.host, args.port, args.control_port))
+
+    async def on_ready(running: Running) -> None:
+        counts = await populate(running, demo, args.certs)
+        issuer = running.issuers[0]
+        signed = await presign_issuer(running.store, issuer)
+        d = shlex.quote(str(directory))
+        control = f"http://{args.host}:{running.control_port}"
+        print(f"revocd demo in {directory}", flush=True)
+        print(f"  {args.certs} certificates registered ({counts}), {signed} answers pre-signed")
+        print("  try, for each of good, revoked, unknown:")
+        for name in SAMPLES:
+            print(
+                f"    openssl ocsp -url {base_url}/ -issuer {d}/issuer.pem "
+                f"-cert {d}/certs/{name}.pem -CAfile {d}/root.pem"
+            )
+        print("  by GET (RFC 6960 A.1):")
         print(
-            f"  openssl ocsp -respin {d}/responses/{name}.der -issuer {d}/issuer.pem "
-            f"-cert {d}/certs/{name}.pem -CAfile {d}/root.pem -no_nonce"
+            f"    openssl ocsp -issuer {d}/issuer.pem -cert {d}/certs/good.pem -no_nonce "
+            f"-reqout /tmp/req.der && curl -s {base_url}/$(base64 -w0 /tmp/req.der) "
+            "-o /tmp/resp.der && openssl ocsp -respin /tmp/resp.der "
+            f"-issuer {d}/issuer.pem -cert {d}/certs/good.pem -CAfile {d}/root.pem -no_nonce"
         )
-    print(
-        "the network responder (data plane on "
-        f"{base_url}) is not part of this version; the answers above come from the protocol core"
-    )
+        serial = format(demo.samples["good"].serial_number, "x")
+        print("  revoke the good certificate through the control plane:")
+        print(
+            f'    curl -s -H "Authorization: Bearer $(cat {d}/control-token)" '
+            f'{control}/v1/events -d \'{{"events": [{{"type": "revoked", "issuer": '
+            f'"{ISSUER}", "serial": "{serial}", "revoked_at": "{_now()}", '
+            f'"reason": "keyCompromise"}}]}}\''
+        )
+        print(f"  metrics: curl -s {control}/metrics   readiness: curl -s {control}/readyz")
+        print(f"revocd demo ready: data plane {base_url}/, control plane {control}", flush=True)
+
+    try:
+        trio.run(run_service, config, on_ready)
+    except KeyboardInterrupt:
+        print("revocd demo stopped")
     return 0
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

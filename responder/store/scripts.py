@@ -20,7 +20,10 @@ end
 
 local function changed(serial, status, ver)
   redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*', 's', serial, 't', status, 'v', ver)
-  redis.call('PUBLISH', 'rv:changes', issuer .. ' ' .. serial .. ' ' .. status .. ' ' .. ver)
+  local t = redis.call('TIME')
+  local ms = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  redis.call('PUBLISH', 'rv:changes',
+    issuer .. ' ' .. serial .. ' ' .. status .. ' ' .. ver .. ' ' .. ms)
 end
 
 local function score(not_after)

@@ -53,6 +53,7 @@ class Change:
     serial: int
     status: Status
     version: int
+    at_ms: int | None = None  # store clock when the change was made (notifications only)
 
 
 def _nodes(netloc: str) -> list[tuple[str, int]]:
@@ -112,7 +113,8 @@ def make_client(url: str) -> tuple[Any, str]:
 class Store:
     """Status store for revocd over the Redis protocol."""
 
-    def __init__(self, client: Any, kind: str, settings: StoreConfig) -> None:
+    def __init__(self, client: Any, kind: str, settings: StoreConfig, url: str = "") -> None:
+        self.url = url
         self.client = client
         self.kind = kind
         self.settings = settings
@@ -128,7 +130,7 @@ class Store:
         settings = settings or StoreConfig(url=url)
         try:
             async with client:
-                store = cls(client, kind, settings)
+                store = cls(client, kind, settings, url)
                 await store._check_durability()
                 yield store
         except BaseExceptionGroup as group:
@@ -258,6 +260,12 @@ class Store:
             total += await self.client.hlen(keys.certs(issuer, p))
         return total
 
+    async def records(self, issuer: str) -> AsyncIterator[CertRecord]:
+        """Every record of an issuer, partition by partition (HSCAN: no long server stalls)."""
+        for p in range(self.partitions(issuer)):
+            async for field_name, raw in self.client.hscan_iter(keys.certs(issuer, p), count=1000):
+                yield CertRecord.decode(int(_s(field_name), 16), raw)
+
     async def revoked_records(self, issuer: str) -> AsyncIterator[CertRecord]:
         """Every revoked record of an issuer, partition by partition (for CRLs)."""
         for p in range(self.partitions(issuer)):
@@ -274,6 +282,32 @@ class Store:
                         yield CertRecord.decode(int(_s(member), 16), raw)
                 start += READ_CHUNK
 
+    async def lookup_many(
+        self, issuer: str, serials: Sequence[int]
+    ) -> dict[int, tuple[PreSigned | None, CertRecord | None]]:
+        """Pre-signed answers and records for many serials: two commands per partition,
+        partitions fetched concurrently. The data plane's batched cache misses use it."""
+        n = self.partitions(issuer)
+        by_partition: dict[int, list[int]] = {}
+        for serial in serials:
+            by_partition.setdefault(keys.partition_of(serial, n), []).append(serial)
+        out: dict[int, tuple[PreSigned | None, CertRecord | None]] = {}
+
+        async def fetch(p: int, group: list[int]) -> None:
+            fields = [keys.serial_field(s) for s in group]
+            blobs = await self.client.hmget(keys.answers(issuer, p), fields)
+            raws = await self.client.hmget(keys.certs(issuer, p), fields)
+            for serial, blob, raw in zip(group, blobs, raws, strict=True):
+                out[serial] = (
+                    None if blob is None else _presigned(blob),
+                    None if raw is None else CertRecord.decode(serial, raw),
+                )
+
+        async with trio.open_nursery() as nursery:
+            for p, group in by_partition.items():
+                nursery.start_soon(fetch, p, group)
+        return out
+
     # -- pre-signed answers --------------------------------------------------------------
 
     async def put_answer(self, issuer: str, record: CertRecord, answer: PreSigned) -> bool:
@@ -289,10 +323,7 @@ class Store:
     async def get_answer(self, issuer: str, serial: int) -> PreSigned | None:
         p = keys.partition_of(serial, self.partitions(issuer))
         blob = await self.client.hget(keys.answers(issuer, p), keys.serial_field(serial))
-        if blob is None:
-            return None
-        this_update, next_update = ANSWER_HEADER.unpack_from(blob)
-        return PreSigned(this_update, next_update, bytes(blob[ANSWER_HEADER.size :]))
+        return None if blob is None else _presigned(blob)
 
     # -- change feed -------------------------------------------------------------------
 
@@ -315,10 +346,15 @@ class Store:
                 async for message in pubsub:
                     if message["type"] != "message":
                         continue
-                    issuer, serial, status, version = _s(message["data"]).split(" ")
-                    yield Change(issuer, int(serial, 16), Status(status), int(version))
+                    issuer, serial, status, version, at_ms = _s(message["data"]).split(" ")
+                    yield Change(issuer, int(serial, 16), Status(status), int(version), int(at_ms))
 
             yield messages()
+
+
+def _presigned(blob: bytes) -> PreSigned:
+    this_update, next_update = ANSWER_HEADER.unpack_from(blob)
+    return PreSigned(this_update, next_update, bytes(blob[ANSWER_HEADER.size :]))
 
 
 def _single(group: BaseExceptionGroup) -> BaseException:

@@ -1,0 +1,1 @@
+"""Answer sources: issuer filter → local cache → store → live signing, composed in one place."""

@@ -1,0 +1,492 @@
+"""Answer sources. Each is small, testable alone, and wraps the next:
+
+    IssuerFilter → CachedSource → StoreSource → LiveSigner
+
+`build_chain` is the one place they are put together. A request with a nonce
+the issuer echoes, or with several CertIDs, skips the cache and the pre-signed
+answers and is signed live.
+"""
+
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import trio
+
+from .. import metrics
+from ..config import IssuerConfig
+from ..ocsp import (
+    CertID,
+    CertStatus,
+    HashAlgorithm,
+    IssuerHashes,
+    OCSPRequest,
+    ResponseStatus,
+    SingleAnswer,
+    error_response,
+)
+from ..signing import ResponderIdentity, SignerBusy, SignerError, ValidityExceedsCertificate
+from ..store import CertRecord, PreSigned, Status, Store, StoreError
+from .timing import Schedule
+
+log = logging.getLogger("revocd.answers")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the data plane sends: DER plus what HTTP caching needs."""
+
+    der: bytes
+    status: ResponseStatus = ResponseStatus.SUCCESSFUL
+    this_update: int = 0
+    next_update: int = 0
+    refresh_at: int = 0  # caches (ours, CDNs) keep the answer until then
+    cacheable: bool = False
+    etag: bytes = b""
+    source: str = "error"
+    cert_status: str = ""
+
+    @classmethod
+    def error(cls, status: ResponseStatus) -> "Answer":
+        return cls(error_response(status), status)
+
+    @classmethod
+    def signed(
+        cls,
+        der: bytes,
+        single: SingleAnswer | PreSigned,
+        schedule: Schedule,
+        source: str,
+        cacheable: bool,
+        cert_status: str,
+    ) -> "Answer":
+        assert single.next_update is not None
+        return cls(
+            der,
+            ResponseStatus.SUCCESSFUL,
+            single.this_update,
+            single.next_update,
+            schedule.refresh_at(single.this_update, single.next_update),
+            cacheable,
+            b'"' + hashlib.sha256(der).hexdigest().encode() + b'"',
+            source,
+            cert_status,
+        )
+
+
+@dataclass(slots=True)
+class Query:
+    """One OCSP request on its way through the sources."""
+
+    request: OCSPRequest
+    issuer: "IssuerRuntime | None" = None
+    record: CertRecord | None = None
+    record_known: bool = False  # the store was asked (record None then means never issued)
+    store_down: bool = False
+
+    @property
+    def single(self) -> CertID:
+        return self.request.cert_ids[0]
+
+    @property
+    def wants_nonce(self) -> bool:
+        return self.request.nonce is not None and self.issuer is not None and self.issuer.echo_nonce
+
+    @property
+    def simple(self) -> bool:
+        """One CertID and no nonce to echo: the case caches and pre-signed answers serve."""
+        return len(self.request.cert_ids) == 1 and not self.wants_nonce
+
+
+class AnswerSource(Protocol):
+    async def lookup(self, query: Query) -> Answer: ...
+
+
+@dataclass
+class IssuerRuntime:
+    """An issuer as the responder serves it: identity, hashes, policy knobs."""
+
+    config: IssuerConfig
+    identity: ResponderIdentity
+    schedule: Schedule = field(default_factory=Schedule)
+    echo_nonce: bool = True
+    unknown_is_unauthorized: bool = False
+    hashes: IssuerHashes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.hashes = IssuerHashes.from_certificate(self.identity.issuer)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+def cert_status_name(record: CertRecord | None) -> str:
+    if record is None:
+        return "unknown"
+    return "revoked" if record.status is Status.REVOKED else "good"
+
+
+class IssuerFilter:
+    """Maps each CertID to an issuer revocd serves; anything else is `unauthorized`."""
+
+    def __init__(self, inner: AnswerSource, issuers: Sequence[IssuerRuntime]) -> None:
+        self.inner = inner
+        self.index: dict[tuple[int, bytes, bytes], IssuerRuntime] = {}
+        for issuer in issuers:
+            for alg in HashAlgorithm:
+                key = (int(alg), issuer.hashes.name_hashes[alg], issuer.hashes.key_hashes[alg])
+                self.index[key] = issuer
+
+    async def lookup(self, query: Query) -> Answer:
+        found = None
+        for cert_id in query.request.cert_ids:
+            issuer = self.index.get(
+                (cert_id.hash_algorithm, cert_id.issuer_name_hash, cert_id.issuer_key_hash)
+            )
+            if issuer is None or (found is not None and issuer is not found):
+                # RFC 6960 4.2.1 / RFC 9919: not an issuer we answer for
+                return Answer.error(ResponseStatus.UNAUTHORIZED)
+            found = issuer
+        query.issuer = found
+        return await self.inner.lookup(query)
+
+
+class AnswerCache:
+    """Bounded LRU of signed answers, keyed by issuer, serial and CertID hash algorithm.
+
+    Entries are served until their refresh time; while the store is down they are
+    served until nextUpdate, since they are still valid answers.
+    """
+
+    def __init__(self, max_entries: int = 1_000_000) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, int, int], Answer] = OrderedDict()
+        self._by_serial: dict[tuple[str, int], set[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: tuple[str, int, int], now: int, stale_ok: bool = False) -> Answer | None:
+        answer = self._entries.get(key)
+        if answer is None:
+            return None
+        limit = answer.next_update if stale_ok else answer.refresh_at
+        if now >= limit:
+            if now >= answer.next_update:
+                self._drop(key)
+            return None
+        self._entries.move_to_end(key)
+        return answer
+
+    def put(self, key: tuple[str, int, int], answer: Answer) -> None:
+        self._entries[key] = answer
+        self._entries.move_to_end(key)
+        self._by_serial.setdefault((key[0], key[1]), set()).add(key[2])
+        while len(self._entries) > self.max_entries:
+            old, _ = self._entries.popitem(last=False)
+            self._forget(old)
+        metrics.CACHE_ENTRIES.set(len(self._entries))
+
+    def invalidate(self, issuer: str, serial: int) -> None:
+        for alg in self._by_serial.pop((issuer, serial), ()):
+            self._entries.pop((issuer, serial, alg), None)
+            metrics.CACHE_INVALIDATIONS.inc()
+        metrics.CACHE_ENTRIES.set(len(self._entries))
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._by_serial.clear()
+        metrics.CACHE_ENTRIES.set(0)
+
+    def _drop(self, key: tuple[str, int, int]) -> None:
+        self._entries.pop(key, None)
+        self._forget(key)
+
+    def _forget(self, key: tuple[str, int, int]) -> None:
+        algs = self._by_serial.get((key[0], key[1]))
+        if algs is not None:
+            algs.discard(key[2])
+            if not algs:
+                del self._by_serial[(key[0], key[1])]
+
+
+class CachedSource:
+    """Serves repeated questions from process memory, without touching the store."""
+
+    def __init__(self, inner: AnswerSource, cache: AnswerCache) -> None:
+        self.inner = inner
+        self.cache = cache
+
+    async def lookup(self, query: Query) -> Answer:
+        if not query.simple:
+            return await self.inner.lookup(query)
+        assert query.issuer is not None
+        cid = query.single
+        key = (query.issuer.name, cid.serial, cid.hash_algorithm)
+        now = int(time.time())
+        hit = self.cache.get(key, now)
+        if hit is not None:
+            metrics.ANSWER_SOURCE.labels("cache").inc()
+            return hit
+        answer = await self.inner.lookup(query)
+        if answer.cacheable:
+            self.cache.put(key, answer)
+        elif answer.status is ResponseStatus.TRY_LATER and query.store_down:
+            stale = self.cache.get(key, now, stale_ok=True)
+            if stale is not None:
+                metrics.ANSWER_SOURCE.labels("cache_store_down").inc()
+                return stale
+        return answer
+
+
+class _Pending:
+    __slots__ = ("done", "error", "value")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.value: tuple[PreSigned | None, CertRecord | None] = (None, None)
+        self.error: BaseException | None = None
+
+
+class MissBatcher:
+    """Collects concurrent cache misses and fetches them in as few round trips as possible.
+
+    While one fetch is in flight, new misses queue up and go together in the next;
+    concurrent misses for the same serial share one fetch.
+    """
+
+    def __init__(self, store: Store, max_batch: int = 512) -> None:
+        self.store = store
+        self.max_batch = max_batch
+        self._pending: dict[tuple[str, int], _Pending] = {}
+        self._wake = trio.Event()
+
+    async def fetch(self, issuer: str, serial: int) -> tuple[PreSigned | None, CertRecord | None]:
+        key = (issuer, serial)
+        waiter = self._pending.get(key)
+        if waiter is None:
+            waiter = self._pending[key] = _Pending()
+            self._wake.set()
+        await waiter.done.wait()
+        if waiter.error is not None:
+            raise StoreError(str(waiter.error))
+        return waiter.value
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            while self._pending:
+                batch = dict(list(self._pending.items())[: self.max_batch])
+                for key in batch:
+                    del self._pending[key]
+                await self._fetch(batch)
+
+    async def _fetch(self, batch: dict[tuple[str, int], _Pending]) -> None:
+        metrics.STORE_BATCH_SIZE.observe(len(batch))
+        by_issuer: dict[str, list[int]] = {}
+        for issuer, serial in batch:
+            by_issuer.setdefault(issuer, []).append(serial)
+        try:
+            for issuer, serials in by_issuer.items():
+                with trio.fail_after(2):
+                    found = await self.store.lookup_many(issuer, serials)
+                for serial in serials:
+                    batch[(issuer, serial)].value = found.get(serial, (None, None))
+        except Exception as exc:  # store down or slow: each waiter decides what to answer
+            metrics.STORE_ERRORS.labels("lookup").inc()
+            for waiter in batch.values():
+                waiter.error = exc
+        for waiter in batch.values():
+            waiter.done.set()
+
+
+class StoreSource:
+    """Pre-signed answers (SHA-1 CertIDs, as the pre-signer makes them) and the status record."""
+
+    def __init__(self, inner: AnswerSource, batcher: MissBatcher) -> None:
+        self.inner = inner
+        self.batcher = batcher
+
+    async def lookup(self, query: Query) -> Answer:
+        if not query.simple:
+            return await self.inner.lookup(query)
+        assert query.issuer is not None
+        cid = query.single
+        try:
+            presigned, record = await self.batcher.fetch(query.issuer.name, cid.serial)
+        except StoreError:
+            query.store_down = True
+            return Answer.error(ResponseStatus.TRY_LATER)
+        query.record, query.record_known = record, True
+        now = int(time.time())
+        if (
+            presigned is not None
+            and cid.hash_algorithm == HashAlgorithm.SHA1
+            and now < query.issuer.schedule.refresh_at(presigned.this_update, presigned.next_update)
+        ):
+            metrics.ANSWER_SOURCE.labels("store").inc()
+            return Answer.signed(
+                presigned.der,
+                presigned,
+                query.issuer.schedule,
+                "store",
+                True,
+                cert_status_name(record),
+            )
+        return await self.inner.lookup(query)
+
+
+class LiveSigner:
+    """Signs answers now. N concurrent identical questions cause one signature, and an
+    answer that could have been pre-signed is written back to the store."""
+
+    def __init__(self, store: Store, nursery: trio.Nursery, write_back: int = 256) -> None:
+        self.store = store
+        self.nursery = nursery
+        self._in_flight: dict[tuple[str, int, bytes], tuple[trio.Event, list[Answer]]] = {}
+        self._write_back = trio.Semaphore(write_back)
+
+    async def lookup(self, query: Query) -> Answer:
+        issuer = query.issuer
+        assert issuer is not None
+        if not query.record_known:
+            try:
+                records = await self.store.get_records(
+                    issuer.name, [c.serial for c in query.request.cert_ids]
+                )
+            except (StoreError, OSError, Exception) as exc:
+                metrics.STORE_ERRORS.labels("records").inc()
+                log.warning("store unavailable for a live answer: %s", exc)
+                query.store_down = True
+                return Answer.error(ResponseStatus.TRY_LATER)
+        else:
+            records = {query.single.serial: query.record} if query.record else {}
+        if query.simple:
+            key = (issuer.name, query.single.serial, query.single.der)
+            flight = self._in_flight.get(key)
+            if flight is not None:
+                metrics.LIVE_COALESCED.inc()
+                await flight[0].wait()
+                return flight[1][0] if flight[1] else Answer.error(ResponseStatus.INTERNAL_ERROR)
+            flight = (trio.Event(), [])
+            self._in_flight[key] = flight
+            try:
+                answer = await self._sign(query, issuer, records)
+                flight[1].append(answer)
+            finally:
+                del self._in_flight[key]
+                flight[0].set()
+            return answer
+        return await self._sign(query, issuer, records)
+
+    async def _sign(
+        self, query: Query, issuer: IssuerRuntime, records: Mapping[int, CertRecord | None]
+    ) -> Answer:
+        now = int(time.time())
+        this_update, next_update = issuer.schedule.window(now)
+        singles = []
+        for cid in query.request.cert_ids:
+            record = records.get(cid.serial)
+            if record is None and issuer.unknown_is_unauthorized:
+                return Answer.error(ResponseStatus.UNAUTHORIZED)
+            singles.append(single_for_record(cid.der, record, this_update, next_update))
+        nonce = query.request.nonce if query.wants_nonce else None
+        try:
+            der = await issuer.identity.sign(singles, now, nonce)
+        except SignerBusy:
+            metrics.SIGN_ERRORS.labels(issuer.name, "busy").inc()
+            return Answer.error(ResponseStatus.TRY_LATER)
+        except ValidityExceedsCertificate:
+            metrics.SIGN_ERRORS.labels(issuer.name, "responder_cert_expiring").inc()
+            log.error(
+                "issuer %s: responder certificate ends before nextUpdate; not signing", issuer.name
+            )
+            return Answer.error(ResponseStatus.INTERNAL_ERROR)
+        except SignerError as exc:
+            metrics.SIGN_ERRORS.labels(issuer.name, "error").inc()
+            log.error("issuer %s: signing failed: %s", issuer.name, exc)
+            return Answer.error(ResponseStatus.TRY_LATER)
+        metrics.LIVE_SIGNATURES.labels(issuer.name).inc()
+        metrics.ANSWER_SOURCE.labels("live").inc()
+        cacheable = query.simple
+        status = cert_status_name(records.get(query.single.serial)) if query.simple else "multi"
+        answer = Answer.signed(der, singles[0], issuer.schedule, "live", cacheable, status)
+        record = records.get(query.single.serial)
+        if (
+            query.simple
+            and record is not None
+            and not query.store_down
+            and query.single.hash_algorithm == HashAlgorithm.SHA1
+            and query.single.der == issuer.hashes.cert_id(HashAlgorithm.SHA1, record.serial)
+        ):
+            self._store_later(issuer.name, record, PreSigned(this_update, next_update, der))
+        return answer
+
+    def _store_later(self, issuer: str, record: CertRecord, presigned: PreSigned) -> None:
+        if self._write_back.value == 0:
+            return  # the store is slow; the pre-signer will fill this in
+        self.nursery.start_soon(self._write, issuer, record, presigned)
+
+    async def _write(self, issuer: str, record: CertRecord, presigned: PreSigned) -> None:
+        async with self._write_back:
+            try:
+                await self.store.put_answer(issuer, record, presigned)
+            except Exception as exc:
+                metrics.STORE_ERRORS.labels("write_back").inc()
+                log.debug("write-back failed: %s", exc)
+
+
+def single_for_record(
+    cert_id: bytes, record: CertRecord | None, this_update: int, next_update: int
+) -> SingleAnswer:
+    if record is None:
+        # BR 4.9.9: a serial never reported as issued is never `good`.
+        return SingleAnswer(cert_id, CertStatus.UNKNOWN, this_update, next_update)
+    if record.status is Status.REVOKED:
+        assert record.revoked_at is not None
+        return SingleAnswer(
+            cert_id,
+            CertStatus.REVOKED,
+            this_update,
+            next_update,
+            revoked_at=record.revoked_at,
+            reason=record.reason,
+        )
+    return SingleAnswer(cert_id, CertStatus.GOOD, this_update, next_update)
+
+
+def build_chain(
+    issuers: Sequence[IssuerRuntime],
+    cache: AnswerCache,
+    store: Store,
+    batcher: MissBatcher,
+    nursery: trio.Nursery,
+) -> AnswerSource:
+    """The one place the sources are composed."""
+    live = LiveSigner(store, nursery)
+    return IssuerFilter(CachedSource(StoreSource(live, batcher), cache), issuers)
+
+
+async def follow_changes(store: Store, cache: AnswerCache) -> None:
+    """Drop cached answers whose status changed; a (re)started subscription clears the cache,
+    because notifications sent while it was down are lost."""
+    while True:
+        try:
+            async with store.subscribe_changes() as changes:
+                cache.clear()
+                metrics.CHANGE_FEED_RESTARTS.inc()
+                async for change in changes:
+                    cache.invalidate(change.issuer, change.serial)
+                    if change.at_ms:
+                        metrics.PROPAGATION.observe(max(0.0, time.time() - change.at_ms / 1000))
+        except Exception as exc:
+            metrics.STORE_ERRORS.labels("subscribe").inc()
+            log.warning("change subscription lost (%s); retrying", exc)
+            cache.clear()
+        await trio.sleep(0.5)

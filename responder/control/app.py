@@ -1,0 +1,247 @@
+"""The private control plane: an ASGI app served by hypercorn's trio worker on its own port.
+
+    POST /v1/events                                    push issued/revoked/unrevoked events
+    GET  /v1/issuers/{issuer}/certificates/{serial}    the stored status of one certificate
+    GET  /metrics                                      Prometheus exposition
+    GET  /healthz                                      the process is alive
+    GET  /readyz                                       store reachable, signers work
+
+Bearer tokens are configured as SHA-256 hashes and scoped to issuers; docs/api/openapi.yaml
+describes every route.
+"""
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import trio
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .. import metrics
+from ..answers.sources import IssuerRuntime
+from ..config import TokenConfig
+from ..ingest import BatchTooLarge, EventError, Ingestor, parse_serial
+from ..store import Store
+
+log = logging.getLogger("revocd.control")
+audit = logging.getLogger("revocd.audit")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class HTTPError(Exception):
+    def __init__(
+        self, status: int, message: str, headers: Sequence[tuple[bytes, bytes]] = ()
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = list(headers)
+
+
+class ControlApp:
+    def __init__(
+        self,
+        store: Store,
+        ingest: Ingestor,
+        issuers: Sequence[IssuerRuntime],
+        tokens: Mapping[str, TokenConfig],
+        max_body_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
+        self.store = store
+        self.ingest = ingest
+        self.issuers = {i.name: i for i in issuers}
+        self.tokens = list(tokens.values())
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        try:
+            status, body, ctype, headers = await self._route(scope, receive)
+        except HTTPError as exc:
+            status, headers = exc.status, exc.headers
+            body, ctype = _json({"error": exc.message}), b"application/json"
+        except Exception:
+            log.exception("control plane request failed")
+            status, headers = 500, []
+            body, ctype = _json({"error": "internal error"}), b"application/json"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", ctype), (b"cache-control", b"no-store"), *headers],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _route(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+        method, path = scope["method"], scope["path"]
+        if path == "/healthz":
+            _only(method, "GET")
+            return 200, _json({"status": "ok"}), b"application/json", []
+        if path == "/readyz":
+            _only(method, "GET")
+            ready, checks = await self.readiness()
+            return (
+                (200 if ready else 503),
+                _json({"ready": ready, "checks": checks}),
+                b"application/json",
+                [],
+            )
+        if path == "/metrics":
+            _only(method, "GET")
+            return 200, generate_latest(), CONTENT_TYPE_LATEST.encode(), []
+        if path == "/v1/events":
+            _only(method, "POST")
+            token = self._authenticate(scope)
+            return await self._events(scope, receive, token)
+        parts = path.strip("/").split("/")
+        if len(parts) == 5 and parts[:2] == ["v1", "issuers"] and parts[3] == "certificates":
+            _only(method, "GET")
+            token = self._authenticate(scope)
+            return await self._certificate(parts[2], parts[4], token)
+        raise HTTPError(404, "no such endpoint")
+
+    def _authenticate(self, scope: Scope) -> TokenConfig:
+        header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        client = scope.get("client") or ("?", 0)
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            metrics.AUTH_FAILURES.labels("missing").inc()
+            audit.warning("auth failure: no bearer token from %s", client[0])
+            raise HTTPError(
+                401,
+                "authorization: a bearer token is required",
+                [(b"www-authenticate", b'Bearer realm="revocd"')],
+            )
+        digest = hashlib.sha256(token.strip().encode()).hexdigest()
+        found = None
+        for candidate in self.tokens:  # compare with every token: no early exit to time
+            if hmac.compare_digest(candidate.sha256, digest):
+                found = candidate
+        if found is None:
+            metrics.AUTH_FAILURES.labels("unknown_token").inc()
+            audit.warning("auth failure: unknown token from %s", client[0])
+            raise HTTPError(
+                401,
+                "authorization: unknown token",
+                [(b"www-authenticate", b'Bearer realm="revocd", error="invalid_token"')],
+            )
+        return found
+
+    async def _body(self, receive: Receive) -> bytes:
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise HTTPError(413, f"body: larger than {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    async def _events(
+        self, scope: Scope, receive: Receive, token: TokenConfig
+    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+        try:
+            payload = json.loads(await self._body(receive))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise HTTPError(400, f"body: not JSON ({exc})") from None
+        if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
+            raise HTTPError(400, "events: required, a list of event objects")
+        allowed = None if "*" in token.issuers else set(token.issuers)
+        try:
+            results = await self.ingest.submit(payload["events"], allowed)
+        except BatchTooLarge as exc:
+            raise HTTPError(413, str(exc)) from None
+        counts = {c: 0 for c in ("applied", "unchanged", "rejected", "failed")}
+        for result in results:
+            counts[result.result] += 1
+            if result.issuer is not None:
+                metrics.EVENTS.labels(result.issuer, result.result).inc()
+        client = (scope.get("client") or ("?", 0))[0]
+        audit.info("events from token %s at %s: %s", token.name, client, counts)
+        for result, raw in zip(results, payload["events"], strict=True):
+            if result.result in ("applied", "rejected"):
+                audit.info(
+                    "event %s by %s: %s %s %s: %s",
+                    result.result,
+                    token.name,
+                    raw.get("type") if isinstance(raw, dict) else "?",
+                    result.issuer,
+                    format(result.serial, "x") if result.serial else "-",
+                    result.message,
+                )
+        status = 503 if counts["failed"] else 422 if counts["rejected"] else 200
+        return (
+            status,
+            _json({"counts": counts, "results": [r.to_json() for r in results]}),
+            b"application/json",
+            [],
+        )
+
+    async def _certificate(
+        self, issuer: str, serial_text: str, token: TokenConfig
+    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+        if issuer not in self.issuers:
+            raise HTTPError(404, f"issuer: unknown issuer {issuer!r}")
+        if "*" not in token.issuers and issuer not in token.issuers:
+            raise HTTPError(403, f"issuer: this token may not read {issuer!r}")
+        try:
+            serial = parse_serial(serial_text)
+        except EventError as exc:
+            raise HTTPError(400, str(exc)) from None
+        record = await self.store.get_record(issuer, serial)
+        if record is None:
+            raise HTTPError(404, "serial: no record of this certificate")
+        return 200, _json({"issuer": issuer, **record.to_json()}), b"application/json", []
+
+    async def readiness(self) -> tuple[bool, dict[str, str]]:
+        checks: dict[str, str] = {}
+        with trio.move_on_after(2):
+            checks["store"] = "ok" if await self.store.ping() else "unreachable"
+        checks.setdefault("store", "timeout")
+        for name, issuer in self.issuers.items():
+            started = time.monotonic()
+            try:
+                with trio.fail_after(2):
+                    await issuer.identity.signer.sign(b"revocd readiness probe")
+                checks[f"signer:{name}"] = "ok"
+            except Exception as exc:  # a broken signer makes the process unready
+                checks[f"signer:{name}"] = f"failed: {type(exc).__name__}"
+            if time.monotonic() - started > 1:
+                checks[f"signer:{name}"] += " (slow)"
+            remaining = issuer.identity.not_after - int(time.time())
+            if remaining < 0:
+                checks[f"responder_cert:{name}"] = "expired"
+        ready = all(
+            v == "ok" for k, v in checks.items() if not k.startswith("responder_cert")
+        ) and not any(v == "expired" for v in checks.values())
+        return ready, checks
+
+
+def _only(method: str, allowed: str) -> None:
+    if method != allowed:
+        raise HTTPError(405, f"method: use {allowed}", [(b"allow", allowed.encode())])
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode() + b"\n"

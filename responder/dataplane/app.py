@@ -1,0 +1,168 @@
+"""The public data plane: OCSP over GET and POST, CRL files, /healthz.
+
+HTTP caching follows RFC 9919 section 6: Last-Modified = thisUpdate, Expires =
+nextUpdate, ETag = quoted hex SHA-256 of the body, Cache-Control max-age ending
+before the next planned re-sign, and 304 on If-None-Match / If-Modified-Since.
+Error answers carry `max-age=0, no-cache`.
+"""
+
+import hashlib
+import logging
+import mimetypes
+import os
+import time
+from dataclasses import dataclass
+from email.utils import formatdate, parsedate_to_datetime
+from pathlib import Path
+
+from .. import metrics
+from ..answers.sources import Answer, AnswerSource, Query
+from ..ocsp import MalformedRequest, ResponseStatus, decode_get, decode_request
+from .http import Request, Response
+
+log = logging.getLogger("revocd.dataplane")
+
+OCSP_TYPE = b"application/ocsp-response"
+NO_CACHE = b"max-age=0, no-cache"
+STATUS_RESULT = {
+    ResponseStatus.MALFORMED_REQUEST: "malformed",
+    ResponseStatus.INTERNAL_ERROR: "internal_error",
+    ResponseStatus.TRY_LATER: "try_later",
+    ResponseStatus.SIG_REQUIRED: "sig_required",
+    ResponseStatus.UNAUTHORIZED: "unauthorized",
+}
+
+
+def _date(seconds: int) -> bytes:
+    return formatdate(seconds, usegmt=True).encode()
+
+
+def _not_modified(request: Request, etag: bytes, last_modified: int) -> bool:
+    inm = request.headers.get(b"if-none-match")
+    if inm is not None:
+        tags = [t.strip() for t in inm.split(b",")]
+        return b"*" in tags or etag in tags or (b"W/" + etag) in tags
+    ims = request.headers.get(b"if-modified-since")
+    if ims is not None:
+        try:
+            since = int(parsedate_to_datetime(ims.decode("latin-1")).timestamp())
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return False
+        return last_modified <= since
+    return False
+
+
+@dataclass
+class DataPlane:
+    chain: AnswerSource
+    ocsp_prefix: str = "/"
+    crl_dir: Path | None = None
+    crl_prefix: str = "/crl/"
+    crl_max_age: int = 3600
+
+    async def __call__(self, request: Request) -> Response:
+        method = request.method
+        target = request.target.decode("latin-1")
+        path = target.split("?", 1)[0]
+        if path == "/healthz":
+            return Response(
+                200,
+                [(b"Content-Type", b"text/plain"), (b"Cache-Control", b"no-store")],
+                b"ok\n",
+                head_only=method == b"HEAD",
+            )
+        if self.crl_dir is not None and path.startswith(self.crl_prefix):
+            if method not in (b"GET", b"HEAD"):
+                return _plain(405, b"method not allowed", [(b"Allow", b"GET, HEAD")])
+            return self._file(request, path[len(self.crl_prefix) :])
+        if method == b"POST":
+            return await self._ocsp(request, "POST", lambda: decode_request(request.body))
+        if method in (b"GET", b"HEAD"):
+            if path == self.ocsp_prefix.rstrip("/") or path == "/":
+                return _plain(404, b"not found")
+            return await self._ocsp(request, "GET", lambda: decode_get(target, self.ocsp_prefix))
+        return _plain(405, b"method not allowed", [(b"Allow", b"GET, HEAD, POST")])
+
+    async def _ocsp(self, request: Request, method: str, decode: object) -> Response:
+        started = time.perf_counter()
+        try:
+            ocsp_request = decode()  # type: ignore[operator]
+        except MalformedRequest as exc:
+            log.debug("malformed OCSP request: %s", exc)
+            answer = Answer.error(ResponseStatus.MALFORMED_REQUEST)
+        else:
+            try:
+                answer = await self.chain.lookup(Query(ocsp_request))
+            except Exception:
+                log.exception("answer chain failed")
+                answer = Answer.error(ResponseStatus.INTERNAL_ERROR)
+        result = answer.cert_status or STATUS_RESULT.get(answer.status, "error")
+        metrics.OCSP_REQUESTS.labels(method, result).inc()
+        metrics.OCSP_LATENCY.observe(time.perf_counter() - started)
+        return self._ocsp_response(request, answer)
+
+    def _ocsp_response(self, request: Request, answer: Answer) -> Response:
+        head = request.method == b"HEAD"
+        if answer.status is not ResponseStatus.SUCCESSFUL:
+            return Response(
+                200,
+                [(b"Content-Type", OCSP_TYPE), (b"Cache-Control", NO_CACHE)],
+                answer.der,
+                head_only=head,
+            )
+        now = int(time.time())
+        metrics.ANSWER_AGE.observe(max(0, now - answer.this_update))
+        if answer.cacheable:
+            cache_control = b"max-age=%d, public, no-transform, must-revalidate" % max(
+                0, answer.refresh_at - now
+            )
+        else:  # an echoed nonce makes the answer good for this request only
+            cache_control = NO_CACHE
+        headers = [
+            (b"Content-Type", OCSP_TYPE),
+            (b"Last-Modified", _date(answer.this_update)),
+            (b"Expires", _date(answer.next_update)),
+            (b"ETag", answer.etag),
+            (b"Cache-Control", cache_control),
+        ]
+        if (
+            request.method != b"POST"
+            and answer.cacheable
+            and _not_modified(request, answer.etag, answer.this_update)
+        ):
+            return Response(304, headers)
+        return Response(200, headers, answer.der, head_only=head)
+
+    def _file(self, request: Request, name: str) -> Response:
+        assert self.crl_dir is not None
+        if not name or "/" in name or name.startswith("."):
+            return _plain(404, b"not found")
+        path = self.crl_dir / name
+        try:
+            body = path.read_bytes()
+            mtime = int(os.stat(path).st_mtime)
+        except OSError:
+            return _plain(404, b"not found")
+        etag = b'"' + hashlib.sha256(body).hexdigest().encode() + b'"'
+        ctype = (
+            b"application/pkix-crl"
+            if name.endswith(".crl")
+            else (mimetypes.guess_type(name)[0] or "application/octet-stream").encode()
+        )
+        headers = [
+            (b"Content-Type", ctype),
+            (b"Last-Modified", _date(mtime)),
+            (b"ETag", etag),
+            (
+                b"Cache-Control",
+                b"max-age=%d, public, no-transform, must-revalidate" % self.crl_max_age,
+            ),
+        ]
+        if _not_modified(request, etag, mtime):
+            return Response(304, headers)
+        return Response(200, headers, body, head_only=request.method == b"HEAD")
+
+
+def _plain(status: int, text: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> Response:
+    headers = [(b"Content-Type", b"text/plain"), (b"Cache-Control", b"no-store"), *(extra or [])]
+    return Response(status, headers, text + b"\n")

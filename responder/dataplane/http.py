@@ -1,0 +1,276 @@
+"""HTTP/1.0 and 1.1 over trio sockets, parsed by httptools (llhttp).
+
+Small and strict, for a public port: keep-alive, pipelined requests answered in
+order, and limits on header bytes, body bytes, header read time, idle time and
+connection count. Each limit hit is counted and ends in a clean close or a 4xx;
+nothing a client sends can crash the server.
+"""
+
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from email.utils import formatdate
+
+import httptools
+import trio
+
+from .. import metrics
+
+log = logging.getLogger("revocd.dataplane")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_header_bytes: int = 8 * 1024
+    max_body_bytes: int = 10 * 1024
+    header_timeout: float = 10.0
+    idle_timeout: float = 30.0
+    max_connections: int = 20_000
+    max_pipelined: int = 64
+
+
+@dataclass(slots=True)
+class Request:
+    method: bytes
+    target: bytes
+    headers: dict[bytes, bytes]
+    body: bytes
+    keep_alive: bool
+    http10: bool
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes = b""
+    head_only: bool = False
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+REASONS = {
+    200: b"OK",
+    304: b"Not Modified",
+    400: b"Bad Request",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    408: b"Request Timeout",
+    413: b"Content Too Large",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+    503: b"Service Unavailable",
+    505: b"HTTP Version Not Supported",
+}
+
+
+class _DateCache:
+    """IMF-fixdate of the current second, formatted once per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = b""
+
+    def now(self) -> bytes:
+        second = int(time.time())
+        if second != self._second:
+            self._second = second
+            self._value = formatdate(second, usegmt=True).encode()
+        return self._value
+
+
+http_date = _DateCache()
+
+
+def serialize(response: Response, keep_alive: bool, http10: bool) -> bytes:
+    reason = REASONS.get(response.status, b"Unknown")
+    lines = [b"HTTP/1.1 %d %s\r\nDate: %s\r\n" % (response.status, reason, http_date.now())]
+    for name, value in response.headers:
+        lines.append(name + b": " + value + b"\r\n")
+    if response.status != 304:
+        lines.append(b"Content-Length: %d\r\n" % len(response.body))
+    if not keep_alive:
+        lines.append(b"Connection: close\r\n")
+    elif http10:
+        lines.append(b"Connection: keep-alive\r\n")
+    lines.append(b"\r\n")
+    if response.status != 304 and not response.head_only:
+        lines.append(response.body)
+    return b"".join(lines)
+
+
+def _simple(status: int, text: bytes) -> Response:
+    return Response(
+        status, [(b"Content-Type", b"text/plain"), (b"Cache-Control", b"no-store")], text + b"\n"
+    )
+
+
+class _LimitHit(Exception):
+    def __init__(self, limit: str, status: int) -> None:
+        self.limit = limit
+        self.status = status
+
+
+class _Parser:
+    """httptools callbacks, collecting complete requests in order."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.parser = httptools.HttpRequestParser(self)
+        self.done: list[Request] = []
+        self.in_progress = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._url = b""
+        self._headers: dict[bytes, bytes] = {}
+        self._header_bytes = 0
+        self._body: list[bytes] = []
+        self._body_bytes = 0
+
+    def on_message_begin(self) -> None:
+        self.in_progress = True
+        self._reset()
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._count(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        self._headers[name.lower()] = value
+
+    def _count(self, n: int) -> None:
+        self._header_bytes += n
+        if self._header_bytes > self.limits.max_header_bytes:
+            raise _LimitHit("header_bytes", 431)
+
+    def on_headers_complete(self) -> None:
+        length = self._headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limits.max_body_bytes:
+            raise _LimitHit("body_bytes", 413)
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        if self._body_bytes > self.limits.max_body_bytes:
+            raise _LimitHit("body_bytes", 413)
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.in_progress = False
+        version = self.parser.get_http_version()
+        self.done.append(
+            Request(
+                method=self.parser.get_method(),
+                target=self._url,
+                headers=self._headers,
+                body=b"".join(self._body),
+                keep_alive=self.parser.should_keep_alive(),
+                http10=version == "1.0",
+            )
+        )
+        if len(self.done) > self.limits.max_pipelined:
+            raise _LimitHit("pipelined", 400)
+
+
+class HttpServer:
+    """Serves one handler on trio listeners."""
+
+    def __init__(self, handler: Handler, limits: Limits | None = None) -> None:
+        self.handler = handler
+        self.limits = limits or Limits()
+        self.connections = 0
+
+    async def serve(
+        self,
+        listeners: list[trio.SocketListener],
+        task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        await trio.serve_listeners(self._connection, listeners, task_status=task_status)
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        if self.connections >= self.limits.max_connections:
+            metrics.HTTP_LIMITS.labels("max_connections").inc()
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await stream.send_all(
+                    serialize(_simple(503, b"too many connections"), False, False)
+                )
+            await trio.aclose_forcefully(stream)
+            return
+        self.connections += 1
+        metrics.HTTP_CONNECTIONS.inc()
+        try:
+            await self._serve_connection(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # the peer went away; nothing to answer
+        finally:
+            self.connections -= 1
+            metrics.HTTP_CONNECTIONS.dec()
+            await trio.aclose_forcefully(stream)
+
+    async def _serve_connection(self, stream: trio.SocketStream) -> None:
+        state = _Parser(self.limits)
+        limits = self.limits
+        while True:
+            # Idle between requests, or a bounded wait for a request that has begun.
+            timeout = limits.header_timeout if state.in_progress else limits.idle_timeout
+            with trio.move_on_after(timeout) as scope:
+                data = await stream.receive_some(65536)
+            if scope.cancelled_caught:
+                metrics.HTTP_LIMITS.labels("header_timeout" if state.in_progress else "idle").inc()
+                if state.in_progress:
+                    await stream.send_all(serialize(_simple(408, b"request timeout"), False, False))
+                return
+            if not data:
+                return  # peer closed (or half-closed): nothing more will arrive
+            try:
+                state.parser.feed_data(data)
+            except httptools.HttpParserCallbackError as exc:
+                hit = exc.__context__
+                if isinstance(hit, _LimitHit):
+                    metrics.HTTP_LIMITS.labels(hit.limit).inc()
+                    if await self._flush(stream, state, keep_alive=True):
+                        await stream.send_all(
+                            serialize(_simple(hit.status, hit.limit.encode()), False, False)
+                        )
+                    return
+                raise
+            except httptools.HttpParserInvalidMethodError:
+                await self._bad_request(stream, state, b"invalid method")
+                return
+            except httptools.HttpParserUpgrade:
+                await self._bad_request(stream, state, b"upgrade not supported")
+                return
+            except httptools.HttpParserError:
+                await self._bad_request(stream, state, b"malformed HTTP")
+                return
+            if not await self._flush(stream, state, keep_alive=True):
+                return
+
+    async def _bad_request(self, stream: trio.SocketStream, state: _Parser, text: bytes) -> None:
+        metrics.HTTP_LIMITS.labels("malformed_http").inc()
+        if await self._flush(stream, state, keep_alive=True):
+            await stream.send_all(serialize(_simple(400, text), False, False))
+
+    async def _flush(self, stream: trio.SocketStream, state: _Parser, keep_alive: bool) -> bool:
+        """Answer every complete request in order; False when the connection must close."""
+        if not state.done:
+            return True
+        out = []
+        open_after = keep_alive
+        for request in state.done:
+            try:
+                response = await self.handler(request)
+            except Exception:
+                log.exception("handler failed")
+                response = _simple(500, b"internal error")
+            ka = request.keep_alive and open_after
+            out.append(serialize(response, ka, request.http10))
+            if not ka:
+                open_after = False
+                break
+        state.done.clear()
+        await stream.send_all(b"".join(out))
+        return open_after

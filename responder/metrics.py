@@ -1,0 +1,72 @@
+"""Prometheus metrics, defined in one place so names stay consistent.
+
+Names follow Prometheus conventions: revocd_ prefix, _total for counters,
+_seconds for durations.
+"""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+OCSP_REQUESTS = Counter(
+    "revocd_ocsp_requests_total",
+    "OCSP requests answered, by HTTP method and result "
+    "(good, revoked, unknown, malformed, unauthorized, try_later, internal_error, multi)",
+    ["method", "result"],
+)
+OCSP_LATENCY = Histogram(
+    "revocd_ocsp_request_seconds",
+    "Time to answer an OCSP request inside the data plane",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+ANSWER_SOURCE = Counter(
+    "revocd_answer_source_total",
+    "Where successful answers came from: cache, store (pre-signed) or live (signed now)",
+    ["source"],
+)
+CACHE_ENTRIES = Gauge("revocd_cache_entries", "Answers held in the local answer cache")
+CACHE_INVALIDATIONS = Counter(
+    "revocd_cache_invalidations_total", "Local cache entries dropped because the status changed"
+)
+CHANGE_FEED_RESTARTS = Counter(
+    "revocd_change_feed_restarts_total",
+    "Times the change subscription (re)started; each restart clears the local cache",
+)
+STORE_BATCH_SIZE = Histogram(
+    "revocd_store_lookup_batch_size",
+    "Cache misses fetched from the store in one round trip",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
+STORE_ERRORS = Counter("revocd_store_errors_total", "Store operations that failed", ["operation"])
+LIVE_SIGNATURES = Counter(
+    "revocd_live_signatures_total", "OCSP responses signed on demand", ["issuer"]
+)
+LIVE_COALESCED = Counter(
+    "revocd_live_coalesced_total", "Requests that shared a signature already being made"
+)
+SIGN_ERRORS = Counter("revocd_sign_errors_total", "Signing failures", ["issuer", "kind"])
+ANSWER_AGE = Histogram(
+    "revocd_answer_age_seconds",
+    "Age (now - thisUpdate) of the answers served",
+    buckets=(60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 2 * 86400, 4 * 86400, 7 * 86400),
+)
+HTTP_CONNECTIONS = Gauge("revocd_http_connections", "Open data plane connections")
+HTTP_LIMITS = Counter(
+    "revocd_http_limit_hits_total",
+    "Data plane limits hit: header_bytes, body_bytes, header_timeout, idle, "
+    "max_connections, pipelined, malformed_http",
+    ["limit"],
+)
+EVENTS = Counter(
+    "revocd_events_total",
+    "CA events by result (applied, unchanged, rejected, failed)",
+    ["issuer", "result"],
+)
+AUTH_FAILURES = Counter(
+    "revocd_control_auth_failures_total",
+    "Control plane requests refused for authentication",
+    ["reason"],
+)
+PROPAGATION = Histogram(
+    "revocd_revocation_propagation_seconds",
+    "Time from a status change in the store to its invalidation in this process's cache",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+)

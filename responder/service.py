@@ -1,0 +1,253 @@
+"""The running responder: store, answer sources, data plane and control plane in one nursery.
+
+`serve` runs the control plane and, with one worker, the data plane in this
+process. With `server.workers > 1`, worker processes each run a data plane
+on the same port (SO_REUSEPORT) with their own cache and change subscription,
+and this process keeps the control plane.
+"""
+
+import contextlib
+import logging
+import multiprocessing
+import resource
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+from cryptography import x509
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from .answers.sources import (
+    AnswerCache,
+    IssuerRuntime,
+    MissBatcher,
+    build_chain,
+    follow_changes,
+)
+from .answers.timing import HOUR, Schedule
+from .config import Config, ConfigError, IssuerConfig, load_config
+from .control.app import ControlApp
+from .dataplane.app import DataPlane
+from .dataplane.http import HttpServer, Limits
+from .ingest import Ingestor
+from .signing import ResponderConfigError, ResponderIdentity, SignerError, SoftwareSigner
+from .store import Store
+from .store.connect import open_configured_store
+
+log = logging.getLogger("revocd.service")
+
+
+def issuer_runtime(issuer: IssuerConfig) -> IssuerRuntime:
+    """Load the signing key and certificates of an issuer and check they fit together."""
+    assert issuer.cert is not None
+    where = f"issuers.{issuer.name}."
+    key_path = issuer.responder_key or issuer.key
+    if key_path is None:
+        raise ConfigError(
+            f"{where}key: give the issuer key, or responder_certificate and responder_key"
+        )
+    try:
+        signer = SoftwareSigner.from_pem_file(
+            key_path,
+            passphrase_file=issuer.key_passphrase_file,
+            passphrase_env=issuer.key_passphrase_env,
+            rsa_padding=issuer.rsa_padding,  # type: ignore[arg-type]
+        )
+    except SignerError as exc:
+        raise ConfigError(
+            f"{where}{'responder_key' if issuer.responder_key else 'key'}: {exc}"
+        ) from exc
+    responder_cert = None
+    if issuer.responder_certificate is not None:
+        try:
+            responder_cert = x509.load_pem_x509_certificate(
+                issuer.responder_certificate.read_bytes()
+            )
+        except ValueError as exc:
+            raise ConfigError(f"{where}responder_certificate: not a PEM certificate") from exc
+    try:
+        identity = ResponderIdentity(signer, issuer.cert, responder_cert)
+    except ResponderConfigError as exc:
+        raise ConfigError(f"{where}responder_certificate: {exc}") from exc
+    return IssuerRuntime(
+        issuer,
+        identity,
+        Schedule(validity=issuer.validity_hours * HOUR - 1),
+        echo_nonce=issuer.nonce == "echo",
+        unknown_is_unauthorized=issuer.unknown == "unauthorized",
+    )
+
+
+def raise_fd_limit() -> int:
+    """Lift the soft open-files limit to the hard one: every connection is a descriptor."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def data_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(4096)
+    return sock
+
+
+@dataclass
+class Running:
+    """What a started service exposes to its caller (the demo, tests)."""
+
+    store: Store
+    ingest: Ingestor
+    issuers: list[IssuerRuntime]
+    data_port: int
+    control_port: int
+
+
+async def run_data_plane(
+    config: Config,
+    store: Store,
+    issuers: list[IssuerRuntime],
+    sock: socket.socket,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        cache = AnswerCache(config.server.cache_entries)
+        batcher = MissBatcher(store)
+        nursery.start_soon(batcher.run)
+        nursery.start_soon(follow_changes, store, cache)
+        chain = build_chain(issuers, cache, store, batcher, nursery)
+        crl_dir = config.server.crl_dir
+        plane = DataPlane(chain, config.server.ocsp_path, crl_dir)
+        limits = config.server.limits
+        server = HttpServer(
+            plane,
+            Limits(
+                max_header_bytes=limits.max_header_bytes,
+                max_body_bytes=limits.max_body_bytes,
+                header_timeout=limits.header_timeout,
+                idle_timeout=limits.idle_timeout,
+                max_connections=limits.max_connections,
+            ),
+        )
+        listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+        await nursery.start(server.serve, [listener])
+        task_status.started()
+
+
+def _worker_main(config_path: str, store_url: str, port: int, index: int, ready: object) -> None:
+    """A data plane worker process (spawned): its own socket on the shared port."""
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s %(levelname)s worker{index} %(name)s: %(message)s"
+    )
+    config = load_config(config_path)
+    raise_fd_limit()
+    sock = data_socket(config.server.host, port, True)
+
+    async def main() -> None:
+        async with Store.open(store_url, config.store) as store:
+            await store.register_issuers(config.issuers.values())
+            issuers = [issuer_runtime(i) for i in config.issuers.values()]
+            async with trio.open_nursery() as nursery:
+                await nursery.start(run_data_plane, config, store, issuers, sock)
+                ready.set()  # type: ignore[attr-defined]
+
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(main)
+
+
+async def run_service(
+    config: Config,
+    on_ready: Callable[[Running], Awaitable[None]] | None = None,
+    task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    issuers = [issuer_runtime(i) for i in config.issuers.values()]
+    fds = raise_fd_limit()
+    if fds < config.server.limits.max_connections + 256:
+        log.warning(
+            "open-files limit %d is below server.limits.max_connections %d; connections beyond "
+            "it will be refused by the kernel",
+            fds,
+            config.server.limits.max_connections,
+        )
+    if config.server.crl_dir is not None:
+        config.server.crl_dir.mkdir(parents=True, exist_ok=True)
+    workers: list[multiprocessing.process.BaseProcess] = []
+    async with open_configured_store(config) as store:
+        ingest = Ingestor(store, config.issuers, config.clock_skew_seconds)
+        control = ControlApp(store, ingest, issuers, config.tokens, config.control.max_body_bytes)
+        sock = data_socket(config.server.host, config.server.port, config.server.workers > 1)
+        data_port = sock.getsockname()[1]
+        try:
+            async with trio.open_nursery() as nursery:
+                if config.server.workers == 1:
+                    await nursery.start(run_data_plane, config, store, issuers, sock)
+                else:
+                    workers = await trio.to_thread.run_sync(_start_workers, config, store, sock)
+                hconf = HypercornConfig()
+                hconf.bind = [f"{config.control.host}:{config.control.port}"]
+                hconf.accesslog = None
+                hconf.errorlog = logging.getLogger("revocd.control.server")
+                binds = await nursery.start(hypercorn_serve, control, hconf)
+                control_port = int(binds[0].rsplit(":", 1)[1])
+                running = Running(store, ingest, issuers, data_port, control_port)
+                log.info(
+                    "revocd ready: data plane http://%s:%d%s (%d worker(s)), control plane %s",
+                    config.server.host,
+                    data_port,
+                    config.server.ocsp_path,
+                    config.server.workers,
+                    binds[0],
+                )
+                task_status.started(running)
+                if on_ready is not None:
+                    await on_ready(running)
+        finally:
+            for worker in workers:
+                worker.terminate()
+            for worker in workers:
+                worker.join(10)
+            sock.close()
+
+
+def _start_workers(
+    config: Config, store: Store, sock: socket.socket
+) -> list[multiprocessing.process.BaseProcess]:
+    if config.source is None:
+        raise ConfigError("server.workers: more than one worker needs a config file")
+    port = sock.getsockname()[1]
+    ctx = multiprocessing.get_context("spawn")
+    procs: list[multiprocessing.process.BaseProcess] = []
+    events = []
+    for index in range(config.server.workers):
+        ready = ctx.Event()
+        proc = ctx.Process(
+            target=_worker_main,
+            args=(str(config.source), store.url, port, index, ready),
+            daemon=True,
+        )
+        proc.start()
+        procs.append(proc)
+        events.append(ready)
+    for index, ready in enumerate(events):
+        if not ready.wait(60):
+            raise RuntimeError(f"data plane worker {index} did not start")
+    # The workers listen on the port now; this process's socket only reserved it.
+    sock.close()
+    return procs
+
+
+def serve_forever(config_path: str | Path) -> int:
+    config = load_config(config_path)
+    try:
+        trio.run(run_service, config)
+    except KeyboardInterrupt:
+        log.info("stopped")
+    return 0
