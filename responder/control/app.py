@@ -30,6 +30,15 @@ from ..store import Store
 log = logging.getLogger("revocd.control")
 audit = logging.getLogger("revocd.audit")
 
+# Every route, as (method, path template); docs/api/openapi.yaml lists exactly these.
+ROUTES = (
+    ("POST", "/v1/events"),
+    ("GET", "/v1/issuers/{issuer}/certificates/{serial}"),
+    ("GET", "/metrics"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+)
+
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
