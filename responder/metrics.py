@@ -70,3 +70,7 @@ PROPAGATION = Histogram(
     "Time from a status change in the store to its invalidation in this process's cache",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
 )
+STORE_RESTARTS = Counter(
+    "revocd_embedded_store_restarts_total",
+    "Times the embedded valkey-server died and was restarted",
+)

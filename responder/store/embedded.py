@@ -207,6 +207,19 @@ class EmbeddedStore:
         self.url = self._server.url
         return self.url
 
+    def ensure_running(self) -> bool:
+        """Restart the server this process owns if it died; True when it was restarted."""
+        server = self._server
+        if server is None or (server.process is not None and server.process.poll() is None):
+            return False
+        code = server.process.returncode if server.process is not None else None
+        log.error(
+            "embedded valkey-server exited (status %s); restarting it on port %d", code, server.port
+        )
+        server.process = None
+        server.start()
+        return True
+
     def stop(self) -> None:
         if self._server is not None:
             self._server.stop()
