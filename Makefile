@@ -9,9 +9,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.revocd-installed
 
 # Debian packages the tests drive for real: openssl (OCSP client, CRL verifier),
-# softhsm2 (PKCS#11 token).
-DEB_PACKAGES := openssl softhsm2
-DEB_BINARIES := openssl softhsm2-util
+# softhsm2 (PKCS#11 token), nginx (stapling server, benchmark anchor), curl, wrk.
+DEB_PACKAGES := openssl softhsm2 nginx curl wrk
+DEB_BINARIES := openssl softhsm2-util nginx curl wrk
 
 .PHONY: all venv ext sysdeps test lint typecheck unit run bench clean
 

@@ -95,3 +95,14 @@ def store_url(request: pytest.FixtureRequest) -> str:
     from .valkey import cluster_url
 
     return cluster_url(request.getfixturevalue("valkey_cluster"))
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory):
+    """`revocd demo` as a user runs it (on free ports), shared by the tests that only read."""
+    from .service_helpers import start_demo
+
+    d = start_demo(tmp_path_factory.mktemp("demo") / "revocd-demo")
+    yield d
+    assert d.proc.stop() == 0, d.proc.output
+    assert "revocd demo stopped" in d.proc.output
