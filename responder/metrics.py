@@ -43,11 +43,6 @@ LIVE_COALESCED = Counter(
     "revocd_live_coalesced_total", "Requests that shared a signature already being made"
 )
 SIGN_ERRORS = Counter("revocd_sign_errors_total", "Signing failures", ["issuer", "kind"])
-ANSWER_AGE = Histogram(
-    "revocd_answer_age_seconds",
-    "Age (now - thisUpdate) of the answers served",
-    buckets=(60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 2 * 86400, 4 * 86400, 7 * 86400),
-)
 HTTP_CONNECTIONS = Gauge("revocd_http_connections", "Open data plane connections")
 HTTP_LIMITS = Counter(
     "revocd_http_limit_hits_total",

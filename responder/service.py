@@ -125,7 +125,7 @@ async def run_data_plane(
         nursery.start_soon(follow_changes, store, cache)
         chain = build_chain(issuers, cache, store, batcher, nursery)
         crl_dir = config.server.crl_dir
-        plane = DataPlane(chain, config.server.ocsp_path, crl_dir)
+        plane = DataPlane(chain, config.server.ocsp_path, crl_dir, cache=cache)
         limits = config.server.limits
         server = HttpServer(
             plane,

@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from typing import Protocol
 
 import trio
@@ -34,6 +35,9 @@ from ..store import CertRecord, PreSigned, Status, Store, StoreError
 from .timing import Schedule
 
 log = logging.getLogger("revocd.answers")
+_FROM_CACHE = metrics.ANSWER_SOURCE.labels("cache")
+RECORD_TTL = 60.0
+INVALIDATION_MEMORY = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,8 @@ class Answer:
     etag: bytes = b""
     source: str = "error"
     cert_status: str = ""
+    # Content-Type, Last-Modified, Expires and ETag header lines, formatted once per answer
+    header_block: bytes = b""
 
     @classmethod
     def error(cls, status: ResponseStatus) -> "Answer":
@@ -65,6 +71,18 @@ class Answer:
         cert_status: str,
     ) -> "Answer":
         assert single.next_update is not None
+        etag = b'"' + hashlib.sha256(der).hexdigest().encode() + b'"'
+        block = b"".join(
+            (
+                b"Content-Type: application/ocsp-response\r\nLast-Modified: ",
+                formatdate(single.this_update, usegmt=True).encode(),
+                b"\r\nExpires: ",
+                formatdate(single.next_update, usegmt=True).encode(),
+                b"\r\nETag: ",
+                etag,
+                b"\r\n",
+            )
+        )
         return cls(
             der,
             ResponseStatus.SUCCESSFUL,
@@ -72,9 +90,10 @@ class Answer:
             single.next_update,
             schedule.refresh_at(single.this_update, single.next_update),
             cacheable,
-            b'"' + hashlib.sha256(der).hexdigest().encode() + b'"',
+            etag,
             source,
             cert_status,
+            block,
         )
 
 
@@ -87,6 +106,8 @@ class Query:
     record: CertRecord | None = None
     record_known: bool = False  # the store was asked (record None then means never issued)
     store_down: bool = False
+    target: bytes | None = None  # the GET request target, for the cache's URL index
+    epoch: int = 0  # the cache's invalidation epoch when the lookup began
 
     @property
     def single(self) -> CertID:
@@ -167,6 +188,51 @@ class AnswerCache:
         self.max_entries = max_entries
         self._entries: OrderedDict[tuple[str, int, int], Answer] = OrderedDict()
         self._by_serial: dict[tuple[str, int], set[int]] = {}
+        # GET request target -> cache key, so a repeated GET skips decoding; the key is
+        # looked up in _entries each time, so invalidation needs nothing here.
+        self.urls: dict[bytes, tuple[str, int, int]] = {}
+        # Status records for live answers (nonces, several CertIDs), dropped on change like
+        # answers, and after RECORD_TTL seconds in case a notification was missed.
+        self.records: OrderedDict[tuple[str, int], tuple[CertRecord | None, float]] = OrderedDict()
+        # A lookup that began before an invalidation must not cache what it found:
+        # `epoch` counts invalidations, `_invalidated` remembers when each serial's was.
+        self.epoch = 0
+        self._cleared_at = 0
+        self._invalidated: OrderedDict[tuple[str, int], int] = OrderedDict()
+
+    def stale(self, issuer: str, serial: int, since: int) -> bool:
+        """Whether (issuer, serial) was invalidated after epoch `since`."""
+        if self._cleared_at > since:
+            return True
+        return self._invalidated.get((issuer, serial), -1) > since
+
+    def get_record(self, issuer: str, serial: int) -> tuple[bool, CertRecord | None]:
+        found = self.records.get((issuer, serial))
+        if found is None or time.monotonic() - found[1] > RECORD_TTL:
+            return False, None
+        return True, found[0]
+
+    def put_record(self, issuer: str, serial: int, record: CertRecord | None, since: int) -> None:
+        if self.stale(issuer, serial, since):
+            return
+        self.records[(issuer, serial)] = (record, time.monotonic())
+        self.records.move_to_end((issuer, serial))
+        while len(self.records) > self.max_entries:
+            self.records.popitem(last=False)
+
+    def remember_url(self, target: bytes, key: tuple[str, int, int]) -> None:
+        if len(self.urls) >= self.max_entries * 2:
+            self.urls.clear()
+        self.urls[target] = key
+
+    def get_url(self, target: bytes, now: int) -> Answer | None:
+        key = self.urls.get(target)
+        if key is None:
+            return None
+        answer = self._entries.get(key)
+        if answer is None or now >= answer.refresh_at:
+            return None
+        return answer
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -193,6 +259,12 @@ class AnswerCache:
         metrics.CACHE_ENTRIES.set(len(self._entries))
 
     def invalidate(self, issuer: str, serial: int) -> None:
+        self.epoch += 1
+        self._invalidated[(issuer, serial)] = self.epoch
+        self._invalidated.move_to_end((issuer, serial))
+        while len(self._invalidated) > INVALIDATION_MEMORY:
+            self._invalidated.popitem(last=False)
+        self.records.pop((issuer, serial), None)
         for alg in self._by_serial.pop((issuer, serial), ()):
             self._entries.pop((issuer, serial, alg), None)
             metrics.CACHE_INVALIDATIONS.inc()
@@ -201,6 +273,10 @@ class AnswerCache:
     def clear(self) -> None:
         self._entries.clear()
         self._by_serial.clear()
+        self.urls.clear()
+        self.records.clear()
+        self.epoch += 1
+        self._cleared_at = self.epoch
         metrics.CACHE_ENTRIES.set(0)
 
     def _drop(self, key: tuple[str, int, int]) -> None:
@@ -231,11 +307,16 @@ class CachedSource:
         now = int(time.time())
         hit = self.cache.get(key, now)
         if hit is not None:
-            metrics.ANSWER_SOURCE.labels("cache").inc()
+            _FROM_CACHE.inc()
+            if query.target is not None:
+                self.cache.remember_url(query.target, key)
             return hit
+        query.epoch = self.cache.epoch
         answer = await self.inner.lookup(query)
-        if answer.cacheable:
+        if answer.cacheable and not self.cache.stale(key[0], key[1], query.epoch):
             self.cache.put(key, answer)
+            if query.target is not None:
+                self.cache.remember_url(query.target, key)
         elif answer.status is ResponseStatus.TRY_LATER and query.store_down:
             stale = self.cache.get(key, now, stale_ok=True)
             if stale is not None:
@@ -309,9 +390,10 @@ class MissBatcher:
 class StoreSource:
     """Pre-signed answers (SHA-1 CertIDs, as the pre-signer makes them) and the status record."""
 
-    def __init__(self, inner: AnswerSource, batcher: MissBatcher) -> None:
+    def __init__(self, inner: AnswerSource, batcher: MissBatcher, cache: AnswerCache) -> None:
         self.inner = inner
         self.batcher = batcher
+        self.cache = cache
 
     async def lookup(self, query: Query) -> Answer:
         if not query.simple:
@@ -324,6 +406,7 @@ class StoreSource:
             query.store_down = True
             return Answer.error(ResponseStatus.TRY_LATER)
         query.record, query.record_known = record, True
+        self.cache.put_record(query.issuer.name, cid.serial, record, query.epoch)
         now = int(time.time())
         if (
             presigned is not None
@@ -346,27 +429,62 @@ class LiveSigner:
     """Signs answers now. N concurrent identical questions cause one signature, and an
     answer that could have been pre-signed is written back to the store."""
 
-    def __init__(self, store: Store, nursery: trio.Nursery, write_back: int = 256) -> None:
+    def __init__(
+        self,
+        store: Store,
+        nursery: trio.Nursery,
+        cache: AnswerCache,
+        batcher: MissBatcher,
+        write_back: int = 256,
+    ) -> None:
         self.store = store
         self.nursery = nursery
+        self.cache = cache
+        self.batcher = batcher
         self._in_flight: dict[tuple[str, int, bytes], tuple[trio.Event, list[Answer]]] = {}
         self._write_back = trio.Semaphore(write_back)
+
+    async def _records(self, issuer: str, serials: list[int]) -> dict[int, CertRecord | None]:
+        """Status records from the local cache, the rest through the miss batcher."""
+        out: dict[int, CertRecord | None] = {}
+        since = self.cache.epoch
+        missing = []
+        for serial in serials:
+            known, record = self.cache.get_record(issuer, serial)
+            if known:
+                out[serial] = record
+            else:
+                missing.append(serial)
+
+        async def fetch(serial: int) -> None:
+            _, record = await self.batcher.fetch(issuer, serial)
+            out[serial] = record
+            self.cache.put_record(issuer, serial, record, since)
+
+        if missing:
+            async with trio.open_nursery() as nursery:
+                for serial in missing:
+                    nursery.start_soon(fetch, serial)
+        return out
 
     async def lookup(self, query: Query) -> Answer:
         issuer = query.issuer
         assert issuer is not None
         if not query.record_known:
             try:
-                records = await self.store.get_records(
+                records = await self._records(
                     issuer.name, [c.serial for c in query.request.cert_ids]
                 )
-            except (StoreError, OSError, Exception) as exc:
+            except BaseException as exc:  # any store failure: the status is not known
+                error = _single_store_error(exc)
+                if error is None:
+                    raise
                 metrics.STORE_ERRORS.labels("records").inc()
-                log.warning("store unavailable for a live answer: %s", exc)
+                log.warning("store unavailable for a live answer: %s", error)
                 query.store_down = True
                 return Answer.error(ResponseStatus.TRY_LATER)
         else:
-            records = {query.single.serial: query.record} if query.record else {}
+            records = {query.single.serial: query.record}
         if query.simple:
             key = (issuer.name, query.single.serial, query.single.der)
             flight = self._in_flight.get(key)
@@ -415,7 +533,8 @@ class LiveSigner:
         metrics.LIVE_SIGNATURES.labels(issuer.name).inc()
         metrics.ANSWER_SOURCE.labels("live").inc()
         cacheable = query.simple
-        status = cert_status_name(records.get(query.single.serial)) if query.simple else "multi"
+        single_id = len(query.request.cert_ids) == 1
+        status = cert_status_name(records.get(query.single.serial)) if single_id else "multi"
         answer = Answer.signed(der, singles[0], issuer.schedule, "live", cacheable, status)
         record = records.get(query.single.serial)
         if (
@@ -461,6 +580,17 @@ def single_for_record(
     return SingleAnswer(cert_id, CertStatus.GOOD, this_update, next_update)
 
 
+def _single_store_error(exc: BaseException) -> StoreError | None:
+    """The StoreError inside `exc` (possibly wrapped by a nursery), or None."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        errors = [_single_store_error(e) for e in exc.exceptions]
+        if errors and all(e is not None for e in errors):
+            return errors[0]
+    return None
+
+
 def build_chain(
     issuers: Sequence[IssuerRuntime],
     cache: AnswerCache,
@@ -469,8 +599,8 @@ def build_chain(
     nursery: trio.Nursery,
 ) -> AnswerSource:
     """The one place the sources are composed."""
-    live = LiveSigner(store, nursery)
-    return IssuerFilter(CachedSource(StoreSource(live, batcher), cache), issuers)
+    live = LiveSigner(store, nursery, cache, batcher)
+    return IssuerFilter(CachedSource(StoreSource(live, batcher, cache), cache), issuers)
 
 
 async def follow_changes(store: Store, cache: AnswerCache) -> None:

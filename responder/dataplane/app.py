@@ -16,11 +16,13 @@ from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 
 from .. import metrics
-from ..answers.sources import Answer, AnswerSource, Query
+from ..answers.sources import Answer, AnswerCache, AnswerSource, Query
 from ..ocsp import MalformedRequest, ResponseStatus, decode_get, decode_request
 from .http import Request, Response
 
 log = logging.getLogger("revocd.dataplane")
+_FROM_CACHE = metrics.ANSWER_SOURCE.labels("cache")
+_LATENCY = metrics.OCSP_LATENCY
 
 OCSP_TYPE = b"application/ocsp-response"
 NO_CACHE = b"max-age=0, no-cache"
@@ -52,6 +54,16 @@ def _not_modified(request: Request, etag: bytes, last_modified: int) -> bool:
     return False
 
 
+_counters: dict[tuple[str, str], object] = {}
+
+
+def _count(method: str, result: str) -> None:
+    counter = _counters.get((method, result))
+    if counter is None:
+        counter = _counters[(method, result)] = metrics.OCSP_REQUESTS.labels(method, result)
+    counter.inc()  # type: ignore[attr-defined]
+
+
 @dataclass
 class DataPlane:
     chain: AnswerSource
@@ -59,9 +71,21 @@ class DataPlane:
     crl_dir: Path | None = None
     crl_prefix: str = "/crl/"
     crl_max_age: int = 3600
+    cache: AnswerCache | None = None
 
     async def __call__(self, request: Request) -> Response:
         method = request.method
+        if method == b"GET" and self.cache is not None:
+            # Repeated GETs (CDNs, stapling servers) come straight from the cache's URL index.
+            started = time.perf_counter()
+            now = int(time.time())
+            answer = self.cache.get_url(request.target, now)
+            if answer is not None:
+                _count("GET", answer.cert_status)
+                _FROM_CACHE.inc()
+                response = self._ocsp_response(request, answer, now)
+                _LATENCY.observe(time.perf_counter() - started)
+                return response
         target = request.target.decode("latin-1")
         path = target.split("?", 1)[0]
         if path == "/healthz":
@@ -76,14 +100,21 @@ class DataPlane:
                 return _plain(405, b"method not allowed", [(b"Allow", b"GET, HEAD")])
             return self._file(request, path[len(self.crl_prefix) :])
         if method == b"POST":
-            return await self._ocsp(request, "POST", lambda: decode_request(request.body))
+            return await self._ocsp(request, "POST", lambda: decode_request(request.body), None)
         if method in (b"GET", b"HEAD"):
             if path == self.ocsp_prefix.rstrip("/") or path == "/":
                 return _plain(404, b"not found")
-            return await self._ocsp(request, "GET", lambda: decode_get(target, self.ocsp_prefix))
+            return await self._ocsp(
+                request,
+                "GET",
+                lambda: decode_get(target, self.ocsp_prefix),
+                request.target if method == b"GET" else None,
+            )
         return _plain(405, b"method not allowed", [(b"Allow", b"GET, HEAD, POST")])
 
-    async def _ocsp(self, request: Request, method: str, decode: object) -> Response:
+    async def _ocsp(
+        self, request: Request, method: str, decode: object, target: bytes | None
+    ) -> Response:
         started = time.perf_counter()
         try:
             ocsp_request = decode()  # type: ignore[operator]
@@ -92,16 +123,16 @@ class DataPlane:
             answer = Answer.error(ResponseStatus.MALFORMED_REQUEST)
         else:
             try:
-                answer = await self.chain.lookup(Query(ocsp_request))
+                answer = await self.chain.lookup(Query(ocsp_request, target=target))
             except Exception:
                 log.exception("answer chain failed")
                 answer = Answer.error(ResponseStatus.INTERNAL_ERROR)
-        result = answer.cert_status or STATUS_RESULT.get(answer.status, "error")
-        metrics.OCSP_REQUESTS.labels(method, result).inc()
-        metrics.OCSP_LATENCY.observe(time.perf_counter() - started)
-        return self._ocsp_response(request, answer)
+        _count(method, answer.cert_status or STATUS_RESULT.get(answer.status, "error"))
+        response = self._ocsp_response(request, answer, int(time.time()))
+        _LATENCY.observe(time.perf_counter() - started)
+        return response
 
-    def _ocsp_response(self, request: Request, answer: Answer) -> Response:
+    def _ocsp_response(self, request: Request, answer: Answer, now: int) -> Response:
         head = request.method == b"HEAD"
         if answer.status is not ResponseStatus.SUCCESSFUL:
             return Response(
@@ -110,28 +141,21 @@ class DataPlane:
                 answer.der,
                 head_only=head,
             )
-        now = int(time.time())
-        metrics.ANSWER_AGE.observe(max(0, now - answer.this_update))
         if answer.cacheable:
             cache_control = b"max-age=%d, public, no-transform, must-revalidate" % max(
                 0, answer.refresh_at - now
             )
         else:  # an echoed nonce makes the answer good for this request only
             cache_control = NO_CACHE
-        headers = [
-            (b"Content-Type", OCSP_TYPE),
-            (b"Last-Modified", _date(answer.this_update)),
-            (b"Expires", _date(answer.next_update)),
-            (b"ETag", answer.etag),
-            (b"Cache-Control", cache_control),
-        ]
+        headers = [(b"Cache-Control", cache_control)]
         if (
-            request.method != b"POST"
-            and answer.cacheable
+            answer.cacheable
+            and request.method != b"POST"
+            and (b"if-none-match" in request.headers or b"if-modified-since" in request.headers)
             and _not_modified(request, answer.etag, answer.this_update)
         ):
-            return Response(304, headers)
-        return Response(200, headers, answer.der, head_only=head)
+            return Response(304, headers, raw_headers=answer.header_block)
+        return Response(200, headers, answer.der, head_only=head, raw_headers=answer.header_block)
 
     def _file(self, request: Request, name: str) -> Response:
         assert self.crl_dir is not None

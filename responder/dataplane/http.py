@@ -47,6 +47,7 @@ class Response:
     headers: list[tuple[bytes, bytes]]
     body: bytes = b""
     head_only: bool = False
+    raw_headers: bytes = b""  # preformatted header lines, each ending in CRLF
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -84,9 +85,16 @@ class _DateCache:
 http_date = _DateCache()
 
 
+_STATUS_LINES = {
+    code: b"HTTP/1.1 %d %s\r\nDate: " % (code, reason) for code, reason in REASONS.items()
+}
+
+
 def serialize(response: Response, keep_alive: bool, http10: bool) -> bytes:
-    reason = REASONS.get(response.status, b"Unknown")
-    lines = [b"HTTP/1.1 %d %s\r\nDate: %s\r\n" % (response.status, reason, http_date.now())]
+    status_line = _STATUS_LINES.get(response.status) or b"HTTP/1.1 %d Unknown\r\nDate: " % (
+        response.status
+    )
+    lines = [status_line, http_date.now(), b"\r\n", response.raw_headers]
     for name, value in response.headers:
         lines.append(name + b": " + value + b"\r\n")
     if response.status != 304:
@@ -197,7 +205,6 @@ class HttpServer:
                 await stream.send_all(
                     serialize(_simple(503, b"too many connections"), False, False)
                 )
-            await trio.aclose_forcefully(stream)
             return
         self.connections += 1
         metrics.HTTP_CONNECTIONS.inc()
@@ -206,48 +213,56 @@ class HttpServer:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass  # the peer went away; nothing to answer
         finally:
+            # serve_listeners closes the stream when this handler returns
             self.connections -= 1
             metrics.HTTP_CONNECTIONS.dec()
-            await trio.aclose_forcefully(stream)
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
         state = _Parser(self.limits)
         limits = self.limits
-        while True:
-            # Idle between requests, or a bounded wait for a request that has begun.
-            timeout = limits.header_timeout if state.in_progress else limits.idle_timeout
-            with trio.move_on_after(timeout) as scope:
+        # One cancel scope per connection, its deadline moved before each read: cheaper
+        # than a new scope per request on the hot path.
+        with trio.CancelScope() as scope:
+            while True:
+                # Idle between requests, or a bounded wait for a request that has begun.
+                timeout = limits.header_timeout if state.in_progress else limits.idle_timeout
+                scope.deadline = trio.current_time() + timeout
                 data = await stream.receive_some(65536)
-            if scope.cancelled_caught:
-                metrics.HTTP_LIMITS.labels("header_timeout" if state.in_progress else "idle").inc()
-                if state.in_progress:
-                    await stream.send_all(serialize(_simple(408, b"request timeout"), False, False))
-                return
-            if not data:
-                return  # peer closed (or half-closed): nothing more will arrive
-            try:
-                state.parser.feed_data(data)
-            except httptools.HttpParserCallbackError as exc:
-                hit = exc.__context__
-                if isinstance(hit, _LimitHit):
-                    metrics.HTTP_LIMITS.labels(hit.limit).inc()
-                    if await self._flush(stream, state, keep_alive=True):
-                        await stream.send_all(
-                            serialize(_simple(hit.status, hit.limit.encode()), False, False)
-                        )
+                if not data:
+                    return  # peer closed (or half-closed): nothing more will arrive
+                # Answering (and a client slow to read the answer) is bounded too.
+                scope.deadline = trio.current_time() + limits.idle_timeout
+                if not await self._feed(stream, state, data):
                     return
-                raise
-            except httptools.HttpParserInvalidMethodError:
-                await self._bad_request(stream, state, b"invalid method")
-                return
-            except httptools.HttpParserUpgrade:
-                await self._bad_request(stream, state, b"upgrade not supported")
-                return
-            except httptools.HttpParserError:
-                await self._bad_request(stream, state, b"malformed HTTP")
-                return
-            if not await self._flush(stream, state, keep_alive=True):
-                return
+        if scope.cancelled_caught:
+            metrics.HTTP_LIMITS.labels("header_timeout" if state.in_progress else "idle").inc()
+            if state.in_progress:
+                await stream.send_all(serialize(_simple(408, b"request timeout"), False, False))
+
+    async def _feed(self, stream: trio.SocketStream, state: "_Parser", data: bytes) -> bool:
+        """Parse what arrived and answer what is complete; False when the connection ends."""
+        try:
+            state.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            hit = exc.__context__
+            if isinstance(hit, _LimitHit):
+                metrics.HTTP_LIMITS.labels(hit.limit).inc()
+                if await self._flush(stream, state, keep_alive=True):
+                    await stream.send_all(
+                        serialize(_simple(hit.status, hit.limit.encode()), False, False)
+                    )
+                return False
+            raise
+        except httptools.HttpParserInvalidMethodError:
+            await self._bad_request(stream, state, b"invalid method")
+            return False
+        except httptools.HttpParserUpgrade:
+            await self._bad_request(stream, state, b"upgrade not supported")
+            return False
+        except httptools.HttpParserError:
+            await self._bad_request(stream, state, b"malformed HTTP")
+            return False
+        return await self._flush(stream, state, keep_alive=True)
 
     async def _bad_request(self, stream: trio.SocketStream, state: _Parser, text: bytes) -> None:
         metrics.HTTP_LIMITS.labels("malformed_http").inc()
