@@ -5,8 +5,6 @@ import sys
 
 from responder import __version__
 
-from .conftest import openssl
-
 
 def _revocd(*args, cwd=None):
     return subprocess.run(
@@ -35,32 +33,6 @@ def test_unbuilt_subcommand_says_so():
     out = _revocd("push")
     assert out.returncode == 2
     assert "not available" in out.stderr
-
-
-def test_demo_writes_answers_openssl_verifies(tmp_path):
-    out = _revocd("demo", "--dir", str(tmp_path / "demo"))
-    assert out.returncode == 0, out.stderr
-    d = tmp_path / "demo"
-    for name in ("good", "revoked", "unknown"):
-        assert (d / "certs" / f"{name}.key").exists()
-        result = openssl(
-            "ocsp",
-            "-respin",
-            d / "responses" / f"{name}.der",
-            "-issuer",
-            d / "issuer.pem",
-            "-cert",
-            d / "certs" / f"{name}.pem",
-            "-CAfile",
-            d / "root.pem",
-            "-no_nonce",
-        )
-        assert "Response verify OK" in result.stdout + result.stderr
-        assert f"{name}.pem: {name}" in result.stdout
-    # Reusing the directory keeps the PKI.
-    before = (d / "issuer.pem").read_bytes()
-    assert _revocd("demo", "--dir", str(d)).returncode == 0
-    assert (d / "issuer.pem").read_bytes() == before
 
 
 BLOCK_COMPILED = """
