@@ -33,7 +33,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .service import serve_forever
 
     try:
-        return serve_forever(args.config)
+        return serve_forever(args.config, workers=args.workers)
     except ConfigError as exc:
         print(f"revocd serve: {exc}", file=sys.stderr)
         return 2
@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the responder from a config file")
     serve.add_argument("-c", "--config", required=True, help="revocd.toml")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="data plane processes sharing the port (overrides server.workers)",
+    )
     serve.set_defaults(handler=_serve)
 
     crl = sub.add_parser("crl", help="build, run or inspect CRL generation")

@@ -12,7 +12,7 @@ import multiprocessing
 import resource
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import trio
@@ -244,8 +244,12 @@ def _start_workers(
     return procs
 
 
-def serve_forever(config_path: str | Path) -> int:
+def serve_forever(config_path: str | Path, workers: int | None = None) -> int:
     config = load_config(config_path)
+    if workers is not None:
+        if not 1 <= workers <= 256:
+            raise ConfigError("--workers: must be between 1 and 256")
+        config = replace(config, server=replace(config.server, workers=workers))
     try:
         trio.run(run_service, config)
     except KeyboardInterrupt:

@@ -89,7 +89,14 @@ def now_iso(offset: int = 0) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + offset))
 
 
-def start_served(d: Path, test_pki, workers: int = 2, extra: str = "") -> Served:
+def start_served(
+    d: Path,
+    test_pki,
+    workers: int = 2,
+    extra: str = "",
+    alpha_extra: str = "",
+    args: tuple[str, ...] = (),
+) -> Served:
     d.mkdir(parents=True, exist_ok=True)
     test_pki.issuer.write(d / "alpha.pem")
     test_pki.responder.write(d / "alpha-responder.pem", d / "alpha-responder.key")
@@ -117,13 +124,14 @@ certificate = "alpha.pem"
 responder_certificate = "alpha-responder.pem"
 responder_key = "alpha-responder.key"
 partitions = 8
+{alpha_extra}
 [issuers.beta]
 certificate = "beta.pem"
 key = "beta.key"
 policy = "smime"
 partitions = 4
 {tokens}{extra}""")
-    proc = start("serve", "-c", str(d / "revocd.toml"))
+    proc = start("serve", "-c", str(d / "revocd.toml"), *args)
     proc.wait_for("revocd ready")
     return Served(
         d,
