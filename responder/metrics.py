@@ -6,6 +6,8 @@ _seconds for durations.
 
 from prometheus_client import Counter, Gauge, Histogram
 
+__all__ = ["Counter"]
+
 OCSP_REQUESTS = Counter(
     "revocd_ocsp_requests_total",
     "OCSP requests answered, by HTTP method and result "

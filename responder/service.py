@@ -136,7 +136,9 @@ async def run_data_plane(
                 idle_timeout=limits.idle_timeout,
                 max_connections=limits.max_connections,
             ),
+            fast=plane.fast,
         )
+        nursery.start_soon(plane.flush_metrics)
         listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
         await nursery.start(server.serve, [listener])
         task_status.started()

@@ -13,7 +13,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from email.utils import formatdate
 from typing import Protocol
 
 import trio
@@ -36,6 +35,39 @@ from .timing import Schedule
 
 log = logging.getLogger("revocd.answers")
 _FROM_CACHE = metrics.ANSWER_SOURCE.labels("cache")
+_FROM_LIVE = metrics.ANSWER_SOURCE.labels("live")
+_DAYS = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")
+_MONTHS = (
+    b"",
+    b"Jan",
+    b"Feb",
+    b"Mar",
+    b"Apr",
+    b"May",
+    b"Jun",
+    b"Jul",
+    b"Aug",
+    b"Sep",
+    b"Oct",
+    b"Nov",
+    b"Dec",
+)
+
+
+def http_date(seconds: int) -> bytes:
+    """IMF-fixdate (RFC 9110 section 5.6.7), e.g. Sun, 22 Nov 2026 10:00:00 GMT."""
+    t = time.gmtime(seconds)
+    return b"%s, %02d %s %04d %02d:%02d:%02d GMT" % (
+        _DAYS[t.tm_wday],
+        t.tm_mday,
+        _MONTHS[t.tm_mon],
+        t.tm_year,
+        t.tm_hour,
+        t.tm_min,
+        t.tm_sec,
+    )
+
+
 RECORD_TTL = 60.0
 INVALIDATION_MEMORY = 100_000
 
@@ -75,9 +107,9 @@ class Answer:
         block = b"".join(
             (
                 b"Content-Type: application/ocsp-response\r\nLast-Modified: ",
-                formatdate(single.this_update, usegmt=True).encode(),
+                http_date(single.this_update),
                 b"\r\nExpires: ",
-                formatdate(single.next_update, usegmt=True).encode(),
+                http_date(single.next_update),
                 b"\r\nETag: ",
                 etag,
                 b"\r\n",
@@ -137,9 +169,11 @@ class IssuerRuntime:
     echo_nonce: bool = True
     unknown_is_unauthorized: bool = False
     hashes: IssuerHashes = field(init=False)
+    live_signatures: "metrics.Counter" = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.hashes = IssuerHashes.from_certificate(self.identity.issuer)
+        self.live_signatures = metrics.LIVE_SIGNATURES.labels(self.config.name)
 
     @property
     def name(self) -> str:
@@ -530,8 +564,8 @@ class LiveSigner:
             metrics.SIGN_ERRORS.labels(issuer.name, "error").inc()
             log.error("issuer %s: signing failed: %s", issuer.name, exc)
             return Answer.error(ResponseStatus.TRY_LATER)
-        metrics.LIVE_SIGNATURES.labels(issuer.name).inc()
-        metrics.ANSWER_SOURCE.labels("live").inc()
+        issuer.live_signatures.inc()
+        _FROM_LIVE.inc()
         cacheable = query.simple
         single_id = len(query.request.cert_ids) == 1
         status = cert_status_name(records.get(query.single.serial)) if single_id else "multi"

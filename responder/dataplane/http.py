@@ -8,6 +8,7 @@ nothing a client sends can crash the server.
 
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -129,6 +130,7 @@ class _Parser:
         self.parser = httptools.HttpRequestParser(self)
         self.done: list[Request] = []
         self.in_progress = False
+        self.pending_error: BaseException | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -183,20 +185,57 @@ class _Parser:
             raise _LimitHit("pipelined", 400)
 
 
-class HttpServer:
-    """Serves one handler on trio listeners."""
+Fast = Callable[[Request], bytes | None]
 
-    def __init__(self, handler: Handler, limits: Limits | None = None) -> None:
+
+class _Conn:
+    """Per-connection bookkeeping the deadline sweeper reads."""
+
+    __slots__ = ("deadline", "scope", "state")
+
+    def __init__(self, scope: trio.CancelScope, state: _Parser, deadline: float) -> None:
+        self.scope = scope
+        self.state = state
+        self.deadline = deadline
+
+
+class HttpServer:
+    """Serves one handler on trio listeners.
+
+    `fast`, when given, is tried first for every request and may return the complete
+    response bytes (cache hits); otherwise the async `handler` answers. Timeouts are
+    enforced by one sweeper task rather than a deadline per read, which keeps the
+    per-request path free of cancel-scope bookkeeping.
+    """
+
+    SWEEP_INTERVAL = 0.25
+
+    def __init__(
+        self, handler: Handler, limits: Limits | None = None, fast: Fast | None = None
+    ) -> None:
         self.handler = handler
+        self.fast = fast
         self.limits = limits or Limits()
         self.connections = 0
+        self._conns: set[_Conn] = set()
 
     async def serve(
         self,
         listeners: list[trio.SocketListener],
         task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        await trio.serve_listeners(self._connection, listeners, task_status=task_status)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._sweep)
+            await nursery.start(trio.serve_listeners, self._connection, listeners)
+            task_status.started(listeners)
+
+    async def _sweep(self) -> None:
+        while True:
+            await trio.sleep(self.SWEEP_INTERVAL)
+            now = time.monotonic()
+            for conn in list(self._conns):
+                if now > conn.deadline:
+                    conn.scope.cancel()
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         if self.connections >= self.limits.max_connections:
@@ -220,29 +259,58 @@ class HttpServer:
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
         state = _Parser(self.limits)
         limits = self.limits
-        # One cancel scope per connection, its deadline moved before each read: cheaper
-        # than a new scope per request on the hot path.
+        monotonic = time.monotonic
+        fast = self.fast
         with trio.CancelScope() as scope:
-            while True:
-                # Idle between requests, or a bounded wait for a request that has begun.
-                timeout = limits.header_timeout if state.in_progress else limits.idle_timeout
-                scope.deadline = trio.current_time() + timeout
-                data = await stream.receive_some(65536)
-                if not data:
-                    return  # peer closed (or half-closed): nothing more will arrive
-                # Answering (and a client slow to read the answer) is bounded too.
-                scope.deadline = trio.current_time() + limits.idle_timeout
-                if not await self._feed(stream, state, data):
-                    return
+            conn = _Conn(scope, state, monotonic() + limits.idle_timeout)
+            self._conns.add(conn)
+            try:
+                while True:
+                    # Idle between requests, or a bounded wait for a request that has begun.
+                    conn.deadline = monotonic() + (
+                        limits.header_timeout if state.in_progress else limits.idle_timeout
+                    )
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return  # peer closed (or half-closed): nothing more will arrive
+                    # Answering (and a client slow to read the answer) is bounded too.
+                    conn.deadline = monotonic() + limits.idle_timeout
+                    if fast is not None:
+                        # Hot path: parse, and when every complete request is a cache hit,
+                        # answer without leaving this loop.
+                        try:
+                            state.parser.feed_data(data)
+                        except httptools.HttpParserError:
+                            state.pending_error = sys.exc_info()[1]
+                        else:
+                            done = state.done
+                            if len(done) == 1 and done[0].keep_alive:
+                                raw = fast(done[0])
+                                if raw is not None:
+                                    done.clear()
+                                    await stream.send_all(raw)
+                                    continue
+                            if not done:
+                                continue
+                    if not await self._feed(stream, state, data):
+                        return
+            finally:
+                self._conns.discard(conn)
         if scope.cancelled_caught:
             metrics.HTTP_LIMITS.labels("header_timeout" if state.in_progress else "idle").inc()
             if state.in_progress:
-                await stream.send_all(serialize(_simple(408, b"request timeout"), False, False))
+                with trio.move_on_after(1):
+                    await stream.send_all(serialize(_simple(408, b"request timeout"), False, False))
 
     async def _feed(self, stream: trio.SocketStream, state: "_Parser", data: bytes) -> bool:
-        """Parse what arrived and answer what is complete; False when the connection ends."""
+        """Parse what arrived (unless the hot path did) and answer what is complete;
+        False when the connection ends."""
         try:
-            state.parser.feed_data(data)
+            if self.fast is None:
+                state.parser.feed_data(data)
+            elif state.pending_error is not None:
+                error, state.pending_error = state.pending_error, None
+                raise error
         except httptools.HttpParserCallbackError as exc:
             hit = exc.__context__
             if isinstance(hit, _LimitHit):
@@ -262,6 +330,8 @@ class HttpServer:
         except httptools.HttpParserError:
             await self._bad_request(stream, state, b"malformed HTTP")
             return False
+        if not state.done:
+            return True
         return await self._flush(stream, state, keep_alive=True)
 
     async def _bad_request(self, stream: trio.SocketStream, state: _Parser, text: bytes) -> None:
@@ -275,17 +345,21 @@ class HttpServer:
             return True
         out = []
         open_after = keep_alive
+        fast = self.fast
         for request in state.done:
-            try:
-                response = await self.handler(request)
-            except Exception:
-                log.exception("handler failed")
-                response = _simple(500, b"internal error")
             ka = request.keep_alive and open_after
-            out.append(serialize(response, ka, request.http10))
+            raw = fast(request) if fast is not None and ka else None
+            if raw is None:
+                try:
+                    response = await self.handler(request)
+                except Exception:
+                    log.exception("handler failed")
+                    response = _simple(500, b"internal error")
+                raw = serialize(response, ka, request.http10)
+            out.append(raw)
             if not ka:
                 open_after = False
                 break
         state.done.clear()
-        await stream.send_all(b"".join(out))
+        await stream.send_all(out[0] if len(out) == 1 else b"".join(out))
         return open_after
