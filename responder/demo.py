@@ -135,6 +135,19 @@ async def populate(running: Running, demo: DemoPKI, certs: int) -> dict[str, int
     return counts
 
 
+async def publish_demo_crl(running: Running, directory: Path, crl_dir: Path | None) -> Path:
+    """The issuer's full CRL, where the certificates' CRL DP points (the data plane's /crl/)."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from crlgen.basic import build_full_crl, publish_atomically
+
+    assert crl_dir is not None
+    issuer = running.issuers[0]
+    key = load_pem_private_key((directory / "issuer.key").read_bytes(), None)
+    der = await build_full_crl(running.store, ISSUER, issuer.identity.issuer, key)
+    return publish_atomically(crl_dir, f"{ISSUER}.crl", der)
+
+
 def run_demo(args: argparse.Namespace) -> int:
     directory = Path(args.dir).resolve()
     base_url = f"http://{args.host}:{args.port}"
@@ -145,6 +158,7 @@ def run_demo(args: argparse.Namespace) -> int:
         counts = await populate(running, demo, args.certs)
         issuer = running.issuers[0]
         signed = await presign_issuer(running.store, issuer)
+        crl_path = await publish_demo_crl(running, directory, config.server.crl_dir)
         d = shlex.quote(str(directory))
         control = f"http://{args.host}:{running.control_port}"
         print(f"revocd demo in {directory}", flush=True)
@@ -169,6 +183,11 @@ def run_demo(args: argparse.Namespace) -> int:
             f'{control}/v1/events -d \'{{"events": [{{"type": "revoked", "issuer": '
             f'"{ISSUER}", "serial": "{serial}", "revoked_at": "{_now()}", '
             f'"reason": "keyCompromise"}}]}}\''
+        )
+        print(f"  CRL published at {base_url}/crl/{ISSUER}.crl ({crl_path}); verify it with:")
+        print(
+            f"    curl -s {base_url}/crl/{ISSUER}.crl | openssl crl -inform DER -noout "
+            f"-CAfile {d}/issuer.pem"
         )
         print(f"  metrics: curl -s {control}/metrics   readiness: curl -s {control}/readyz")
         print(f"revocd demo ready: data plane {base_url}/, control plane {control}", flush=True)

@@ -96,10 +96,11 @@ def start_served(
     extra: str = "",
     alpha_extra: str = "",
     args: tuple[str, ...] = (),
+    responder: pki.Issued | None = None,
 ) -> Served:
     d.mkdir(parents=True, exist_ok=True)
     test_pki.issuer.write(d / "alpha.pem")
-    test_pki.responder.write(d / "alpha-responder.pem", d / "alpha-responder.key")
+    (responder or test_pki.responder).write(d / "alpha-responder.pem", d / "alpha-responder.key")
     beta = pki.make_intermediate("beta issuer", test_pki.root)
     beta.write(d / "beta.pem", d / "beta.key")
     port, control = free_port(), free_port()

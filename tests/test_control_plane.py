@@ -117,7 +117,13 @@ def test_health_and_readiness(served):
     assert served.control("GET", "/healthz", token=None)[:2] == (200, {"status": "ok"})
     status, body, _ = served.control("GET", "/readyz", token=None)
     assert status == 200 and body["ready"] is True
-    assert body["checks"] == {"store": "ok", "signer:alpha": "ok", "signer:beta": "ok"}
+    assert body["checks"] == {
+        "store": "ok",
+        "signer:alpha": "ok",
+        "signer:beta": "ok",
+        "answers:alpha": "ok",
+        "answers:beta": "ok",
+    }
 
 
 def test_openapi_document_matches_the_app():

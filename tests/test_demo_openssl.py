@@ -148,3 +148,31 @@ def test_malformed_get_is_malformed_request(demo):
     assert status == 200  # OCSP errors travel as OCSP responses
     assert asn1_ocsp.OCSPResponse.load(body)["response_status"].native == "malformed_request"
     assert headers["cache-control"] == "max-age=0, no-cache"
+
+
+def test_demo_publishes_a_crl_openssl_accepts(demo, tmp_path):
+    """The CRL DP URL in the demo certificates answers with a CRL signed by the issuer."""
+    status, headers, body = split_response(get(demo.port, "/crl/demo.crl"))
+    assert status == 200 and headers["content-type"] == "application/pkix-crl"
+    der = tmp_path / "demo.crl"
+    der.write_bytes(body)
+    pem = tmp_path / "demo.crl.pem"
+    openssl("crl", "-inform", "DER", "-in", der, "-out", pem)
+    out = openssl("crl", "-in", pem, "-noout", "-CAfile", demo.dir / "issuer.pem")
+    assert "verify OK" in out.stdout + out.stderr
+    text = openssl("crl", "-in", pem, "-noout", "-text").stdout
+    assert "Version 2" in text and "X509v3 CRL Number" in text
+    assert "X509v3 Authority Key Identifier" in text
+    chain = [
+        "-CAfile",
+        demo.dir / "root.pem",
+        "-untrusted",
+        demo.dir / "issuer.pem",
+        "-crl_check",
+        "-CRLfile",
+        pem,
+    ]
+    revoked = openssl("verify", *chain, demo.cert("revoked"), check=False)
+    assert revoked.returncode != 0 and "certificate revoked" in revoked.stdout + revoked.stderr
+    good = openssl("verify", *chain, demo.cert("good"))
+    assert good.stdout.strip().endswith("OK")

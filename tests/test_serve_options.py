@@ -113,3 +113,23 @@ def test_bad_responder_certificate_stops_start_up(tmp_path, test_pki):
     proc = start("serve", "-c", str(d / "revocd.toml"))
     assert proc.process.wait(60) == 2
     proc.wait_for("issuers.alpha.responder_certificate: delegated responder certificate lacks")
+
+
+def test_unready_when_responder_certificate_ends_before_next_update(tmp_path, test_pki):
+    short = pki.make_responder(test_pki.issuer, days=2)
+    s = start_served(tmp_path / "short", test_pki, workers=1, responder=short)
+    try:
+        status, body, _ = s.control("GET", "/readyz", token=None)
+        assert status == 503 and body["ready"] is False
+        assert body["checks"]["answers:alpha"] == "responder certificate ends before nextUpdate"
+        assert body["checks"]["answers:beta"] == "ok"
+        # and the responder refuses to sign past its certificate rather than lie
+        assert (
+            s.push(
+                {"type": "issued", "issuer": "alpha", "serial": "77", "not_after": now_iso(86400)}
+            )[0]
+            == 200
+        )
+        assert s.ocsp_post("alpha", 0x77)[0] == "internal_error"
+    finally:
+        assert s.proc.stop() == 0

@@ -238,13 +238,13 @@ class ControlApp:
                 checks[f"signer:{name}"] = f"failed: {type(exc).__name__}"
             if time.monotonic() - started > 1:
                 checks[f"signer:{name}"] += " (slow)"
-            remaining = issuer.identity.not_after - int(time.time())
-            if remaining < 0:
-                checks[f"responder_cert:{name}"] = "expired"
-        ready = all(
-            v == "ok" for k, v in checks.items() if not k.startswith("responder_cert")
-        ) and not any(v == "expired" for v in checks.values())
-        return ready, checks
+            # Fresh answers need a signing certificate that outlives their nextUpdate.
+            _, next_update = issuer.schedule.window(int(time.time()))
+            if issuer.identity.not_after < next_update:
+                checks[f"answers:{name}"] = "responder certificate ends before nextUpdate"
+            else:
+                checks[f"answers:{name}"] = "ok"
+        return all(v == "ok" for v in checks.values()), checks
 
 
 def _only(method: str, allowed: str) -> None:
