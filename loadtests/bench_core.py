@@ -12,12 +12,12 @@ import argparse
 import datetime as dt
 import os
 import platform
-import re
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from benchdoc import replace_section
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp as x509_ocsp
@@ -33,9 +33,6 @@ from responder.ocsp import (
 )
 from responder.ocsp.fast import REQUEST_COMPILED, RESPONSE_COMPILED, request_codec, response_codec
 from responder.signing import SoftwareSigner
-
-START = "<!-- bench_core:start -->"
-END = "<!-- bench_core:end -->"
 
 
 def rate(fn: Callable[[], object], seconds: float, repeats: int = 5) -> float:
@@ -178,41 +175,29 @@ def main() -> int:
         f"- encode + sign: Cython reaches {es_c / sign_raw:.2f} of the raw P-256 sign rate, "
         f"{es_c / es_p:.2f}x the twin, {es_c / es_x:.2f}x cryptography's builder",
     ]
-    section = "\n".join(
-        [
-            START,
-            "## OCSP protocol core (micro-benchmark)",
-            "",
-            f"Measured {dt.date.today().isoformat()} on {cpu}, {os.cpu_count()} cores, "
-            f"Python {platform.python_version()}, pinned to core {args.cpu}, best of 5 runs "
-            f"of {s} s each. Typical request: {len(req)} bytes (one SHA-1 CertID, 16-byte "
-            "nonce); the answer is revoked with reason, nonce echoed and the delegated "
-            "responder certificate embedded.",
-            "",
-            "Command: `.venv/bin/python loadtests/bench_core.py --write docs/benchmarks.md` "
-            "(part of `make bench`).",
-            "",
-            *table,
-            "",
-            *ratios,
-            "",
-            "cryptography's request parser is a Rust anchor that accepts only one CertID per "
-            "request and leaves nonce checks to the caller; revocd's decoder walks the whole "
-            "request, checks DER, hash sizes, limits and the nonce, and returns every CertID.",
-            END,
-        ]
-    )
+    section = [
+        "## OCSP protocol core (micro-benchmark)",
+        "",
+        f"Measured {dt.date.today().isoformat()} on {cpu}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, pinned to core {args.cpu}, best of 5 runs "
+        f"of {s} s each. Typical request: {len(req)} bytes (one SHA-1 CertID, 16-byte "
+        "nonce); the answer is revoked with reason, nonce echoed and the delegated "
+        "responder certificate embedded.",
+        "",
+        "Command: `.venv/bin/python loadtests/bench_core.py --write docs/benchmarks.md` "
+        "(part of `make bench`).",
+        "",
+        *table,
+        "",
+        *ratios,
+        "",
+        "cryptography's request parser is a Rust anchor that accepts only one CertID per "
+        "request and leaves nonce checks to the caller; revocd's decoder walks the whole "
+        "request, checks DER, hash sizes, limits and the nonce, and returns every CertID.",
+    ]
     print("\n".join(ratios))
     if args.write:
-        text = args.write.read_text() if args.write.exists() else "# Benchmarks\n"
-        if START in text and END in text:
-            text = re.sub(
-                re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S
-            )
-        else:
-            text = text.rstrip("\n") + "\n\n" + section + "\n"
-        args.write.write_text(text)
-        print(f"wrote {args.write}")
+        replace_section(args.write, "bench_core", section)
     return 0
 
 

@@ -30,12 +30,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchdoc import replace_section
+
 from responder.ocsp import HashAlgorithm, IssuerHashes, encode_cert_id
 from responder.signing import SoftwareSigner
 from responder.store.embedded import free_port
 
-START = "<!-- bench_http:start -->"
-END = "<!-- bench_http:end -->"
 NGINX_CONF = """
 {user}
 worker_processes 1;
@@ -350,6 +350,8 @@ def run(args: argparse.Namespace, tmp: Path, procs: list[subprocess.Popen[bytes]
                 str(ceiling_port),
                 str(answer_size),
             ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
     )
@@ -421,60 +423,48 @@ def run(args: argparse.Namespace, tmp: Path, procs: list[subprocess.Popen[bytes]
         ),
         "unknown",
     )
-    section = "\n".join(
-        [
-            START,
-            "## Data plane throughput (pre-signed GET vs nginx, live POST vs openssl ocsp)",
-            "",
-            f"Measured {dt.date.today().isoformat()} on {cpu}, "
-            f"Python {platform.python_version()}. Every server (revocd demo with one data plane "
-            "worker, nginx with one worker, `openssl ocsp`) pinned to core 0; the load generator "
-            "pinned to core 1. GET: wrk `-t1`, 64 keep-alive connections, requests spread over "
-            f"{args.certs} certificates whose answers nginx serves as static files with the same "
-            "bytes. POST: ApacheBench `ab -c 16`, a new connection per request for both "
-            "(openssl ocsp closes after every answer; wrk is not used because its idle probe "
-            "connection wedges a single-process openssl ocsp); revocd is measured with "
-            "keep-alive too (`ab -k`), which openssl ocsp cannot do; the request carries a "
-            "nonce, so every answer is signed now (ECDSA P-256 delegated responder). "
-            f"{args.rounds} "
-            f"alternating rounds of {args.seconds} s; best of each.",
-            "",
-            "Command: `.venv/bin/python loadtests/bench_http.py --write docs/benchmarks.md` "
-            "(part of `make bench`).",
-            "",
-            "| server | req/s (each round) | best |",
-            "|---|---|---:|",
-            *(
-                f"| {name} | {', '.join(f'{v:,.0f}' for v in values)} | {max(values):,.0f} |"
-                for name, values in results.items()
-            ),
-            f"| raw ECDSA P-256 signing, one core | | {sign_rate:,.0f} |",
-            "",
-            f"- pre-signed GET: revocd reaches **{get_ratio:.2f}x** nginx (goal ≥ 0.6x)",
-            f"- live-signed POST: revocd reaches **{live_ratio:.2f}x** `openssl ocsp` (goal ≥ 3x) "
-            f"and **{sign_ratio:.2f}** of the raw sign rate (goal ≥ 0.5) with a new connection "
-            f"per request; with keep-alive **{ka_ratio:.2f}x** openssl and "
-            f"**{ka_sign_ratio:.2f}** of the sign rate",
-            f"- the stack itself (trio + httptools returning fixed bytes, no OCSP work) reaches "
-            f"{best['trio+httptools fixed bytes, keep-alive'] / best['nginx static GET']:.2f}x "
-            "nginx with keep-alive and "
-            f"{best['trio+httptools fixed bytes, new connection each']:,.0f} req/s with a new "
-            "connection per request: the goals above are out of reach for one trio process on "
-            "one core, whatever revocd does per request; scaling is by data plane workers "
-            "(`server.workers`), one per core",
-            END,
-        ]
-    )
+    section = [
+        "## Data plane throughput (pre-signed GET vs nginx, live POST vs openssl ocsp)",
+        "",
+        f"Measured {dt.date.today().isoformat()} on {cpu}, "
+        f"Python {platform.python_version()}. Every server (revocd demo with one data plane "
+        "worker, nginx with one worker, `openssl ocsp`) pinned to core 0; the load generator "
+        "pinned to core 1. GET: wrk `-t1`, 64 keep-alive connections, requests spread over "
+        f"{args.certs} certificates whose answers nginx serves as static files with the same "
+        "bytes. POST: ApacheBench `ab -c 16`, a new connection per request for both "
+        "(openssl ocsp closes after every answer; wrk is not used because its idle probe "
+        "connection wedges a single-process openssl ocsp); revocd is measured with "
+        "keep-alive too (`ab -k`), which openssl ocsp cannot do; the request carries a "
+        "nonce, so every answer is signed now (ECDSA P-256 delegated responder). "
+        f"{args.rounds} "
+        f"alternating rounds of {args.seconds} s; best of each.",
+        "",
+        "Command: `.venv/bin/python loadtests/bench_http.py --write docs/benchmarks.md` "
+        "(part of `make bench`).",
+        "",
+        "| server | req/s (each round) | best |",
+        "|---|---|---:|",
+        *(
+            f"| {name} | {', '.join(f'{v:,.0f}' for v in values)} | {max(values):,.0f} |"
+            for name, values in results.items()
+        ),
+        f"| raw ECDSA P-256 signing, one core | | {sign_rate:,.0f} |",
+        "",
+        f"- pre-signed GET: revocd reaches **{get_ratio:.2f}x** nginx (goal ≥ 0.6x)",
+        f"- live-signed POST: revocd reaches **{live_ratio:.2f}x** `openssl ocsp` (goal ≥ 3x) "
+        f"and **{sign_ratio:.2f}** of the raw sign rate (goal ≥ 0.5) with a new connection "
+        f"per request; with keep-alive **{ka_ratio:.2f}x** openssl and "
+        f"**{ka_sign_ratio:.2f}** of the sign rate",
+        f"- the stack itself (trio + httptools returning fixed bytes, no OCSP work) reaches "
+        f"{best['trio+httptools fixed bytes, keep-alive'] / best['nginx static GET']:.2f}x "
+        "nginx with keep-alive and "
+        f"{best['trio+httptools fixed bytes, new connection each']:,.0f} req/s with a new "
+        "connection per request: the goals above are out of reach for one trio process on "
+        "one core, whatever revocd does per request; scaling is by data plane workers "
+        "(`server.workers`), one per core",
+    ]
     if args.write:
-        text = args.write.read_text() if args.write.exists() else "# Benchmarks\n"
-        if START in text:
-            text = re.sub(
-                re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S
-            )
-        else:
-            text = text.rstrip("\n") + "\n\n" + section + "\n"
-        args.write.write_text(text)
-        print(f"wrote {args.write}")
+        replace_section(args.write, "bench_http", section)
     return 0
 
 

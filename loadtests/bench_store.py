@@ -13,13 +13,13 @@ import datetime as dt
 import os
 import platform
 import random
-import re
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import trio
+from benchdoc import replace_section
 
 from responder.config import IssuerConfig
 from responder.importers import ImportReport, index_events, run_import
@@ -27,8 +27,6 @@ from responder.ingest import Ingestor
 from responder.policy import Policy
 from responder.store import Store, ValkeyProcess
 
-START = "<!-- bench_store:start -->"
-END = "<!-- bench_store:end -->"
 ISSUERS = {"bench": IssuerConfig("bench", Path("bench.pem"), Policy.TLS, partitions=64)}
 
 
@@ -137,40 +135,28 @@ def main() -> int:
     batch = rates["ingest, batch of 1,000"]
     raw_single = rates["anchor: raw HSET + WAITAOF, one at a time"]
     raw_batch = rates["anchor: raw pipeline of 1,000 HSET + WAITAOF"]
-    section = "\n".join(
-        [
-            START,
-            "## Event ingest and import (embedded store, durable)",
-            "",
-            f"Measured {dt.date.today().isoformat()}, Python {platform.python_version()}, embedded "
-            "valkey-server (AOF, appendfsync always: every acknowledgement is on disk) pinned to "
-            "core 0, benchmark pinned to core 1, 64 partitions.",
-            "",
-            "Command: `.venv/bin/python loadtests/bench_store.py --write docs/benchmarks.md` "
-            "(part of `make bench`).",
-            "",
-            "| what | events/s |",
-            "|---|---:|",
-            *(f"| {name} | {value:,.0f} |" for name, value in rates.items()),
-            "",
-            f"- batch of 1: {single / raw_single:.2f} of the raw durable-write floor "
-            "(validation, Lua state machine, change feed and pub/sub included)",
-            f"- batch of 1,000: {batch / raw_batch:.2f} of the raw pipelined floor",
-            f"- import of a {args.import_lines:,}-line `index.txt` (1% revoked): {seconds:.1f} s, "
-            f"{args.import_lines / seconds:,.0f} lines/s ({report.summary()})",
-            END,
-        ]
-    )
+    section = [
+        "## Event ingest and import (embedded store, durable)",
+        "",
+        f"Measured {dt.date.today().isoformat()}, Python {platform.python_version()}, embedded "
+        "valkey-server (AOF, appendfsync always: every acknowledgement is on disk) pinned to "
+        "core 0, benchmark pinned to core 1, 64 partitions.",
+        "",
+        "Command: `.venv/bin/python loadtests/bench_store.py --write docs/benchmarks.md` "
+        "(part of `make bench`).",
+        "",
+        "| what | events/s |",
+        "|---|---:|",
+        *(f"| {name} | {value:,.0f} |" for name, value in rates.items()),
+        "",
+        f"- batch of 1: {single / raw_single:.2f} of the raw durable-write floor "
+        "(validation, Lua state machine, change feed and pub/sub included)",
+        f"- batch of 1,000: {batch / raw_batch:.2f} of the raw pipelined floor",
+        f"- import of a {args.import_lines:,}-line `index.txt` (1% revoked): {seconds:.1f} s, "
+        f"{args.import_lines / seconds:,.0f} lines/s ({report.summary()})",
+    ]
     if args.write:
-        text = args.write.read_text() if args.write.exists() else "# Benchmarks\n"
-        if START in text:
-            text = re.sub(
-                re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S
-            )
-        else:
-            text = text.rstrip("\n") + "\n\n" + section + "\n"
-        args.write.write_text(text)
-        print(f"wrote {args.write}")
+        replace_section(args.write, "bench_store", section)
     return 0
 
 

@@ -6,6 +6,7 @@ nginx is the stack itself and how much is revocd's own work per request.
     python loadtests/stack_ceiling.py PORT BODY_BYTES
 """
 
+import contextlib
 import sys
 
 import httptools
@@ -45,7 +46,8 @@ def main() -> None:
         except (trio.BrokenResourceError, httptools.HttpParserError):
             pass
 
-    trio.run(trio.serve_tcp, handler, port)
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(trio.serve_tcp, handler, port)
 
 
 if __name__ == "__main__":
