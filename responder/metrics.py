@@ -71,3 +71,15 @@ STORE_RESTARTS = Counter(
     "revocd_embedded_store_restarts_total",
     "Times the embedded valkey-server died and was restarted",
 )
+SIGNER_QUEUE_DEPTH = Gauge("revocd_signer_queue_depth", "Signatures waiting for the PKCS#11 owner")
+SIGNER_QUEUE_FULL = Counter(
+    "revocd_signer_queue_full_total", "Signatures refused (tryLater) because the queue was full"
+)
+SIGNER_TIMEOUTS = Counter(
+    "revocd_signer_timeouts_total", "Signatures abandoned because the HSM did not answer in time"
+)
+SIGNER_BATCH_SIZE = Histogram(
+    "revocd_signer_batch_size",
+    "Signatures the PKCS#11 owner thread took per wake-up",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)

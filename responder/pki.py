@@ -178,18 +178,30 @@ def make_responder(
     common_name: str = "revocd demo OCSP responder",
     key: CertificateIssuerPrivateKeyTypes | None = None,
 ) -> Issued:
-    """A delegated OCSP responder certificate (RFC 6960 section 4.2.2.2, BR 4.9.9)."""
+    """A delegated OCSP responder certificate with a new software key."""
     key = key or new_key(key_type)
+    return Issued(certify_responder_key(issuer, key.public_key(), days, common_name), key)
+
+
+def certify_responder_key(
+    issuer: Issued,
+    public_key: object,
+    days: int = 90,
+    common_name: str = "revocd demo OCSP responder",
+) -> x509.Certificate:
+    """A delegated OCSP responder certificate for a public key (RFC 6960 section 4.2.2.2,
+    BR 4.9.9): id-kp-OCSPSigning, id-pkix-ocsp-nocheck, digitalSignature. The key may
+    live in an HSM; only its public half is needed here."""
     now = _now()
     builder = _builder(
         _name(common_name),
         issuer.cert.subject,
-        key.public_key(),
+        public_key,
         x509.random_serial_number(),
         now - dt.timedelta(hours=1),
         now + dt.timedelta(days=days),
     )
-    builder = _ski_aki(builder, key.public_key(), issuer.cert)
+    builder = _ski_aki(builder, public_key, issuer.cert)
     builder = builder.add_extension(
         x509.BasicConstraints(ca=False, path_length=None), critical=True
     )
@@ -198,7 +210,7 @@ def make_responder(
         x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False
     )
     builder = builder.add_extension(x509.OCSPNoCheck(), critical=False)
-    return Issued(builder.sign(issuer.key, _hash_for(issuer.key)), key)
+    return builder.sign(issuer.key, _hash_for(issuer.key))
 
 
 def make_leaf(

@@ -106,3 +106,19 @@ def demo(tmp_path_factory: pytest.TempPathFactory):
     yield d
     assert d.proc.stop() == 0, d.proc.output
     assert "revocd demo stopped" in d.proc.output
+
+
+@pytest.fixture(scope="session")
+def softhsm(tmp_path_factory: pytest.TempPathFactory):
+    """A SoftHSM2 token (label revocd-test) with keys for the PKCS#11 tests.
+
+    SOFTHSM2_CONF is set for the whole test process: the module reads it once, at
+    C_Initialize.
+    """
+    from .hsm import make_softhsm
+
+    hsm = make_softhsm(tmp_path_factory.mktemp("softhsm"))
+    os.environ["SOFTHSM2_CONF"] = str(hsm.conf)
+    for label, kind in (("p256", "ec-p256"), ("p384", "ec-p384"), ("rsa", "rsa-2048")):
+        hsm.generate(label, kind)
+    return hsm
