@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080, help="data plane port (in AIA/CRL URLs)")
     demo.add_argument("--control-port", type=int, default=8081, help="control plane port")
     demo.add_argument("--certs", type=int, default=1000, help="issued certificates to register")
+    demo.add_argument(
+        "--hsm",
+        action="store_true",
+        help="keep the responder key in a SoftHSM2 token (PKCS#11) under DIR/softhsm",
+    )
     demo.set_defaults(handler=_demo)
 
     serve = sub.add_parser("serve", help="run the responder from a config file")

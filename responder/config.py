@@ -30,6 +30,21 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class HsmConfig:
+    """A signing key in a PKCS#11 module."""
+
+    module: str
+    token_label: str | None = None
+    token_serial: str | None = None
+    key_label: str | None = None
+    key_id: bytes | None = None
+    pin_file: Path | None = None
+    pin_env: str | None = None
+    timeout_ms: int = 2000
+    queue_size: int = 10_000
+
+
+@dataclass(frozen=True)
 class IssuerConfig:
     name: str
     certificate: Path
@@ -46,6 +61,7 @@ class IssuerConfig:
     validity_hours: int = 96
     nonce: str = "echo"
     unknown: str = "unknown"
+    hsm: HsmConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -236,7 +252,12 @@ def _signing_config(
     key = _path(table, "key", where, base)
     responder_cert = _path(table, "responder_certificate", where, base)
     responder_key = _path(table, "responder_key", where, base)
-    if (responder_cert is None) != (responder_key is None):
+    hsm = _hsm_config(table, where, base)
+    if hsm is not None:
+        if key is not None or responder_key is not None:
+            which = "key" if key is not None else "responder_key"
+            raise ConfigError(f"{where}{which}: the signing key is in the HSM ([hsm]); remove it")
+    elif (responder_cert is None) != (responder_key is None):
         missing = "responder_key" if responder_key is None else "responder_certificate"
         raise ConfigError(f"{where}{missing}: required with the other responder_* key")
     if key is not None and responder_cert is not None:
@@ -264,7 +285,47 @@ def _signing_config(
         validity_hours=validity,
         nonce=nonce,
         unknown=unknown,
+        hsm=hsm,
     )
+
+
+def _hsm_config(table: dict[str, Any], where: str, base: Path) -> HsmConfig | None:
+    found = _take(table, "hsm", where, dict, None)
+    if found is None:
+        return None
+    raw = dict(found)
+    w = f"{where}hsm."
+    module = _take(raw, "module", w, str, None)
+    if module is None:
+        raise ConfigError(f"{w}module: required (path of the PKCS#11 library)")
+    if not Path(module).exists():
+        raise ConfigError(f"{w}module: {module} does not exist")
+    key_id_hex = _take(raw, "key_id", w, str, None)
+    try:
+        key_id = bytes.fromhex(key_id_hex) if key_id_hex is not None else None
+    except ValueError:
+        raise ConfigError(f"{w}key_id: not hex") from None
+    config = HsmConfig(
+        module=module,
+        token_label=_take(raw, "token_label", w, str, None),
+        token_serial=_take(raw, "token_serial", w, str, None),
+        key_label=_take(raw, "key_label", w, str, None),
+        key_id=key_id,
+        pin_file=_path(raw, "pin_file", w, base),
+        pin_env=_take(raw, "pin_env", w, str, None),
+        timeout_ms=_positive(_take(raw, "timeout_ms", w, int, 2000), f"{w}timeout_ms", 10, 60_000),
+        queue_size=_positive(
+            _take(raw, "queue_size", w, int, 10_000), f"{w}queue_size", 1, 1_000_000
+        ),
+    )
+    if config.token_label is None and config.token_serial is None:
+        raise ConfigError(f"{w}token_label: give token_label or token_serial")
+    if config.key_label is None and config.key_id is None:
+        raise ConfigError(f"{w}key_label: give key_label or key_id")
+    if (config.pin_file is None) == (config.pin_env is None):
+        raise ConfigError(f"{w}pin_file: give pin_file or pin_env (one of them)")
+    _no_leftovers(raw, w)
+    return config
 
 
 def _limit(table: dict[str, Any], key: str, default: int, low: int, high: int) -> int:

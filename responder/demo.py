@@ -70,13 +70,92 @@ def _create(directory: Path, base_url: str) -> None:
         leaf.write(directory / "certs" / f"{name}.pem", directory / "certs" / f"{name}.key")
 
 
-def write_config(directory: Path, host: str, port: int, control_port: int) -> Path:
+SOFTHSM_MODULES = (
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/local/lib/softhsm/libsofthsm2.so",
+)
+HSM_TOKEN = "revocd-demo"
+HSM_KEY = "demo-responder"
+
+
+def prepare_softhsm(directory: Path) -> str:
+    """A SoftHSM2 token under DIR/softhsm holding the delegated responder key, and the
+    responder certificate for it (DIR/responder-hsm.pem). Returns the hsm config table."""
+    import os
+    import shutil
+    import subprocess
+
+    from cryptography.hazmat.primitives import serialization
+
+    from .signing.pkcs11 import Pkcs11KeyRef, Pkcs11Signer, generate_key
+
+    util = shutil.which("softhsm2-util")
+    module = next((m for m in SOFTHSM_MODULES if Path(m).exists()), None)
+    if util is None or module is None:
+        raise SystemExit("revocd demo --hsm needs SoftHSM2 (Debian package softhsm2)")
+    hsm_dir = directory / "softhsm"
+    conf = hsm_dir / "softhsm2.conf"
+    pin_file = directory / "hsm-pin"
+    # The module reads its configuration at C_Initialize, so it is set before any use.
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    if not conf.exists():
+        (hsm_dir / "tokens").mkdir(parents=True)
+        conf.write_text(
+            f"directories.tokendir = {hsm_dir / 'tokens'}\nobjectstore.backend = file\n"
+            "log.level = ERROR\n"
+        )
+        pin_file.touch(mode=0o600)
+        pin_file.write_text(secrets.token_hex(8) + "\n")
+        subprocess.run(
+            [
+                util,
+                "--init-token",
+                "--free",
+                "--label",
+                HSM_TOKEN,
+                "--pin",
+                pin_file.read_text().strip(),
+                "--so-pin",
+                secrets.token_hex(8),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+    ref = Pkcs11KeyRef(module, key_label=HSM_KEY, token_label=HSM_TOKEN, pin_file=pin_file)
+    cert_path = directory / "responder-hsm.pem"
+    if not cert_path.exists():
+        generate_key(ref, "ec-p256")
+        signer = Pkcs11Signer(ref).start()
+        try:
+            public = serialization.load_der_public_key(signer.public_key_info)
+        finally:
+            signer.close()
+        issuer = pki.Issued(
+            x509.load_pem_x509_certificate((directory / "issuer.pem").read_bytes()),
+            serialization.load_pem_private_key((directory / "issuer.key").read_bytes(), None),  # type: ignore[arg-type]
+        )
+        cert = pki.certify_responder_key(issuer, public, common_name="revocd demo HSM responder")
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return (
+        'responder_certificate = "responder-hsm.pem"\n\n'
+        f"[issuers.{ISSUER}.hsm]\n"
+        f'module = "{module}"\ntoken_label = "{HSM_TOKEN}"\nkey_label = "{HSM_KEY}"\n'
+        'pin_file = "hsm-pin"\n'
+    )
+
+
+def write_config(
+    directory: Path, host: str, port: int, control_port: int, hsm: str | None = None
+) -> Path:
     token_file = directory / "control-token"
     if not token_file.exists():
         token_file.touch(mode=0o600)
         token_file.write_text(secrets.token_urlsafe(32) + "\n")
     digest = hashlib.sha256(token_file.read_text().strip().encode()).hexdigest()
     path = directory / "revocd.toml"
+    signing = hsm or 'responder_certificate = "responder.pem"\nresponder_key = "responder.key"\n'
     path.write_text(
         f"""# Written by `revocd demo`; docs/config.md documents every key.
 state_dir = "state"
@@ -90,18 +169,16 @@ crl_dir = "crl"
 host = "{host}"
 port = {control_port}
 
-[issuers.{ISSUER}]
-certificate = "issuer.pem"
-responder_certificate = "responder.pem"
-responder_key = "responder.key"
-policy = "tls"
-partitions = 16
-validity_hours = 96
-
 [tokens.demo]
 sha256 = "{digest}"
 issuers = ["{ISSUER}"]
-"""
+
+[issuers.{ISSUER}]
+certificate = "issuer.pem"
+policy = "tls"
+partitions = 16
+validity_hours = 96
+{signing}"""
     )
     return path
 
@@ -152,7 +229,8 @@ def run_demo(args: argparse.Namespace) -> int:
     directory = Path(args.dir).resolve()
     base_url = f"http://{args.host}:{args.port}"
     demo = DemoPKI.create_or_load(directory, base_url)
-    config = load_config(write_config(directory, args.host, args.port, args.control_port))
+    hsm = prepare_softhsm(directory) if args.hsm else None
+    config = load_config(write_config(directory, args.host, args.port, args.control_port, hsm))
 
     async def on_ready(running: Running) -> None:
         counts = await populate(running, demo, args.certs)

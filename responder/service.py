@@ -33,7 +33,8 @@ from .control.app import ControlApp
 from .dataplane.app import DataPlane
 from .dataplane.http import HttpServer, Limits
 from .ingest import Ingestor
-from .signing import ResponderConfigError, ResponderIdentity, SignerError, SoftwareSigner
+from .signing import ResponderConfigError, ResponderIdentity, Signer, SignerError, SoftwareSigner
+from .signing.pkcs11 import Pkcs11KeyRef, Pkcs11Signer
 from .store import Store
 from .store.connect import open_configured_store
 
@@ -44,22 +45,44 @@ def issuer_runtime(issuer: IssuerConfig) -> IssuerRuntime:
     """Load the signing key and certificates of an issuer and check they fit together."""
     assert issuer.cert is not None
     where = f"issuers.{issuer.name}."
-    key_path = issuer.responder_key or issuer.key
-    if key_path is None:
-        raise ConfigError(
-            f"{where}key: give the issuer key, or responder_certificate and responder_key"
+    signer: Signer
+    if issuer.hsm is not None:
+        hsm = issuer.hsm
+        ref = Pkcs11KeyRef(
+            hsm.module,
+            key_label=hsm.key_label,
+            key_id=hsm.key_id,
+            token_label=hsm.token_label,
+            token_serial=hsm.token_serial,
+            pin_file=hsm.pin_file,
+            pin_env=hsm.pin_env,
         )
-    try:
-        signer = SoftwareSigner.from_pem_file(
-            key_path,
-            passphrase_file=issuer.key_passphrase_file,
-            passphrase_env=issuer.key_passphrase_env,
-            rsa_padding=issuer.rsa_padding,  # type: ignore[arg-type]
-        )
-    except SignerError as exc:
-        raise ConfigError(
-            f"{where}{'responder_key' if issuer.responder_key else 'key'}: {exc}"
-        ) from exc
+        try:
+            signer = Pkcs11Signer(
+                ref,
+                rsa_padding=issuer.rsa_padding,
+                timeout=hsm.timeout_ms / 1000,
+                queue_size=hsm.queue_size,
+            ).start()
+        except SignerError as exc:
+            raise ConfigError(f"{where}hsm: {exc}") from exc
+    else:
+        key_path = issuer.responder_key or issuer.key
+        if key_path is None:
+            raise ConfigError(
+                f"{where}key: give the issuer key, responder_certificate and responder_key, "
+                "or an [hsm] table"
+            )
+        try:
+            signer = SoftwareSigner.from_pem_file(
+                key_path,
+                passphrase_file=issuer.key_passphrase_file,
+                passphrase_env=issuer.key_passphrase_env,
+                rsa_padding=issuer.rsa_padding,  # type: ignore[arg-type]
+            )
+        except SignerError as exc:
+            which = "responder_key" if issuer.responder_key else "key"
+            raise ConfigError(f"{where}{which}: {exc}") from exc
     responder_cert = None
     if issuer.responder_certificate is not None:
         try:

@@ -91,7 +91,7 @@ class Demo:
         return self.dir / "certs" / f"{name}.pem"
 
 
-def start_demo(directory: Path, certs: int = 200) -> Demo:
+def start_demo(directory: Path, certs: int = 200, extra: tuple[str, ...] = ()) -> Demo:
     port, control = free_port(), free_port()
     proc = start(
         "demo",
@@ -103,8 +103,9 @@ def start_demo(directory: Path, certs: int = 200) -> Demo:
         str(control),
         "--certs",
         str(certs),
+        *extra,
     )
-    proc.wait_for("ready")
+    proc.wait_for("revocd demo ready")
     return Demo(directory, port, control, proc)
 
 

@@ -208,10 +208,27 @@ def test_removed_token_fails_fast_then_recovers(signer_for, shim):
             time.sleep(0.2)
 
 
-def test_one_owner_per_module(signer_for, softhsm):
-    signer_for("p256")
-    with pytest.raises(SignerError, match="already owned"):
-        Pkcs11Signer(ref(softhsm, "p384")).start()
+def test_keys_of_one_module_share_one_owner_thread(signer_for):
+    """Two issuers' keys in one HSM: one thread calls the module, both sign concurrently."""
+    import threading
+
+    a, b = signer_for("p256"), signer_for("p384")
+    owners = [t for t in threading.enumerate() if t.name.startswith("pkcs11:")]
+    assert len(owners) == 1
+    signed = []
+
+    async def one(signer, data):
+        signed.append((signer, data, await signer.sign(data)))
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            for i in range(300):
+                nursery.start_soon(one, a if i % 2 else b, i.to_bytes(2, "big"))
+
+    trio.run(main)
+    assert len(signed) == 300
+    for signer, data, signature in signed[:40]:
+        _verify(signer, data, signature)
 
 
 def test_missing_key_is_a_clear_error(softhsm):

@@ -1,14 +1,17 @@
-"""PKCS#11 signing (HSMs, SoftHSM2) with one owner thread and batched hand-off.
+"""PKCS#11 signing (HSMs, SoftHSM2) with one owner thread per module and batched hand-off.
 
-python-pkcs11 initialises the module with C_Initialize(NULL), which tells it no
+python-pkcs11 initialises a module with C_Initialize(NULL), which tells it no
 application threads will call concurrently; two threads signing at once deadlock
-or crash SoftHSM2. So exactly one thread owns the context and session. trio
-tasks put jobs on a bounded queue; the owner drains up to `batch` jobs per
-wake-up, signs them, and hands the results back through the trio token, so the
-cross-thread cost is paid per batch. A full queue raises SignerBusy (tryLater);
-a signature that takes longer than `timeout` raises SignerError, so a hung HSM
-never hangs a request; token errors close the session and the owner reopens it
-with backoff until the token answers again.
+or crash SoftHSM2. So exactly one thread per module (per process) makes every
+PKCS#11 call: it opens the sessions, finds the keys, and signs. trio tasks put
+jobs on its bounded queue; the owner drains up to `batch` jobs per wake-up and
+hands results back through each task's trio token, so the cross-thread cost is
+paid per batch. Several keys (several issuers) in one module share its owner.
+
+A full queue raises SignerBusy (tryLater). A signature slower than the signer's
+timeout raises SignerError, so a hung HSM never hangs a request. Token errors
+fail the batch, mark the module unhealthy (later requests fail fast) and the
+owner reopens its sessions with backoff until the token answers again.
 """
 
 import contextlib
@@ -16,7 +19,8 @@ import hashlib
 import logging
 import queue
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +59,16 @@ class Pkcs11KeyRef:
             raise SignerError("a PKCS#11 key needs pin_file or pin_env")
         return raw.decode()
 
+    @property
+    def token(self) -> tuple[str | None, str | None]:
+        return (self.token_label, self.token_serial)
+
 
 class _Job:
-    __slots__ = ("cancelled", "data", "done", "error", "result", "token")
+    __slots__ = ("cancelled", "data", "done", "error", "key", "result", "token")
 
-    def __init__(self, data: bytes, token: trio.lowlevel.TrioToken) -> None:
+    def __init__(self, key: "_LoadedKey", data: bytes, token: trio.lowlevel.TrioToken) -> None:
+        self.key = key
         self.data = data
         self.token = token
         self.done = trio.Event()
@@ -68,9 +77,248 @@ class _Job:
         self.cancelled = False
 
 
+@dataclass
+class _LoadedKey:
+    """A key as the owner thread holds it; `handle` is only touched on that thread."""
+
+    ref: Pkcs11KeyRef
+    rsa_padding: str
+    rsa_hash: str
+    algorithm: bytes = b""
+    spki: bytes = b""
+    sign: Callable[[Any, bytes], bytes] | None = None
+    handle: Any = None
+
+
+@dataclass
+class _Call:
+    """Work other than signing that must run on the owner thread (opening keys)."""
+
+    fn: Callable[[], Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
 _STOP = object()
 _owners_lock = threading.Lock()
-_owners: dict[str, "Pkcs11Signer"] = {}
+_owners: dict[str, "_ModuleOwner"] = {}
+
+
+class _ModuleOwner:
+    """The one thread that calls into one PKCS#11 module."""
+
+    def __init__(self, module: str, queue_size: int, batch: int) -> None:
+        self.module = module
+        self.batch = batch
+        self.queue: queue.Queue[Any] = queue.Queue(queue_size)
+        self.healthy = True
+        self.users = 0
+        self._lib: Any = None
+        self._sessions: dict[tuple[str | None, str | None], Any] = {}
+        self._keys: list[_LoadedKey] = []
+        self._thread = threading.Thread(target=self._run, name=f"pkcs11:{module}", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def get(cls, module: str, queue_size: int, batch: int) -> "_ModuleOwner":
+        with _owners_lock:
+            owner = _owners.get(module)
+            if owner is None:
+                owner = _owners[module] = cls(module, queue_size, batch)
+            owner.users += 1
+            return owner
+
+    def release(self) -> None:
+        with _owners_lock:
+            self.users -= 1
+            if self.users > 0:
+                return
+            del _owners[self.module]
+        self.queue.put(_STOP)
+        self._thread.join(5)
+
+    def call(self, fn: Callable[[], Any], timeout: float = 60.0) -> Any:
+        """Run fn on the owner thread and wait for it (start-up, not the hot path)."""
+        work = _Call(fn)
+        self.queue.put(work, timeout=timeout)
+        if not work.done.wait(timeout):
+            raise SignerError("the PKCS#11 module did not answer in time")
+        if work.error is not None:
+            raise work.error
+        return work.result
+
+    # -- on the owner thread ---------------------------------------------------------------
+
+    def load(self, key: _LoadedKey) -> _LoadedKey:
+        self._open_key(key)
+        self._keys.append(key)
+        return key
+
+    def generate(self, ref: Pkcs11KeyRef, kind: str) -> None:
+        """Generate a key pair in the token, private key non-extractable and sensitive."""
+        import pkcs11
+        from pkcs11 import Attribute, KeyType
+        from pkcs11.util.ec import encode_named_curve_parameters
+
+        if self._lib is None:
+            self._lib = pkcs11.lib(self.module)
+        token = self._lib.get_token(token_label=ref.token_label, token_serial=ref.token_serial)
+        label = ref.key_label
+        key_id = ref.key_id or (label.encode() if label else None)
+        private = {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False}
+        with token.open(rw=True, user_pin=ref.pin()) as session:
+            if kind in ("ec-p256", "ec-p384"):
+                curve = "secp256r1" if kind == "ec-p256" else "secp384r1"
+                params = session.create_domain_parameters(
+                    KeyType.EC,
+                    {Attribute.EC_PARAMS: encode_named_curve_parameters(curve)},
+                    local=True,
+                )
+                params.generate_keypair(
+                    store=True, label=label, id=key_id, private_template=private
+                )
+            elif kind.startswith("rsa-"):
+                session.generate_keypair(
+                    KeyType.RSA,
+                    int(kind[4:]),
+                    store=True,
+                    label=label,
+                    id=key_id,
+                    private_template=private,
+                )
+            else:
+                raise SignerError(f"unsupported key type {kind!r} for an HSM key")
+
+    def _session(self, ref: Pkcs11KeyRef) -> Any:
+        import pkcs11
+
+        if self._lib is None:
+            self._lib = pkcs11.lib(self.module)
+        session = self._sessions.get(ref.token)
+        if session is None:
+            token = self._lib.get_token(token_label=ref.token_label, token_serial=ref.token_serial)
+            session = self._sessions[ref.token] = token.open(user_pin=ref.pin())
+        return session
+
+    def _open_key(self, key: _LoadedKey) -> None:
+        from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+
+        session = self._session(key.ref)
+        match: dict[str, Any] = {"object_class": ObjectClass.PRIVATE_KEY}
+        if key.ref.key_label is not None:
+            match["label"] = key.ref.key_label
+        if key.ref.key_id is not None:
+            match["id"] = key.ref.key_id
+        key.handle = session.get_key(**match)
+        public = session.get_key(**dict(match, object_class=ObjectClass.PUBLIC_KEY))
+        if key.handle.key_type == KeyType.EC:
+            params = bytes(public[Attribute.EC_PARAMS])
+            if params not in _CURVES:
+                raise SignerError("unsupported EC curve on the token; use P-256, P-384 or P-521")
+            hash_name, key.algorithm = _CURVES[params]
+            from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature
+
+            key.spki = bytes(encode_ec_public_key(public))
+            key.sign = _ecdsa(hash_name, encode_ecdsa_signature)
+        elif key.handle.key_type == KeyType.RSA:
+            from pkcs11.util.rsa import encode_rsa_public_key
+
+            rsa_public = asn1_keys.RSAPublicKey.load(encode_rsa_public_key(public))
+            key.spki = asn1_keys.PublicKeyInfo.wrap(rsa_public, "rsa").dump()
+            key.algorithm, key.sign = _rsa(key.rsa_padding, key.rsa_hash)
+        elif key.handle.key_type == KeyType.EC_EDWARDS:
+            point = bytes(public[Attribute.EC_POINT])
+            raw = point[2:] if len(point) == 34 and point[0] == 0x04 else point
+            key.spki = bytes.fromhex("302a300506032b6570032100") + raw
+            key.algorithm = algorithms.ED25519
+            key.sign = lambda k, data: k.sign(data, mechanism=Mechanism.EDDSA)
+        else:
+            raise SignerError(f"unsupported key type {key.handle.key_type!r}")
+
+    def _run(self) -> None:
+        import pkcs11
+
+        backoff = 0.5
+        while True:
+            first = self.queue.get()
+            if first is _STOP:
+                break
+            if isinstance(first, _Call):
+                self._do_call(first)
+                continue
+            jobs = [first]
+            while len(jobs) < self.batch:
+                try:
+                    nxt = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP or isinstance(nxt, _Call):
+                    self.queue.put(nxt)  # handled after this batch
+                    break
+                jobs.append(nxt)
+            metrics.SIGNER_BATCH_SIZE.observe(len(jobs))
+            failure: BaseException | None = None
+            for job in jobs:
+                if job.cancelled:
+                    continue
+                if failure is None:
+                    try:
+                        assert job.key.sign is not None
+                        job.result = job.key.sign(job.key.handle, job.data)
+                    except pkcs11.exceptions.PKCS11Error as exc:
+                        failure = exc
+                if failure is not None:
+                    job.error = failure
+                _complete(job)
+            metrics.SIGNER_QUEUE_DEPTH.set(self.queue.qsize())
+            if failure is not None:
+                self.healthy = False
+                metrics.SIGN_ERRORS.labels("pkcs11", type(failure).__name__).inc()
+                log.error("PKCS#11 error (%s); reopening sessions", type(failure).__name__)
+                if not self._reopen(backoff):
+                    break
+        for session in self._sessions.values():
+            with contextlib.suppress(Exception):
+                session.close()
+
+    def _do_call(self, work: _Call) -> None:
+        try:
+            work.result = work.fn()
+        except BaseException as exc:  # handed to the waiting caller
+            work.error = exc
+        work.done.set()
+
+    def _reopen(self, backoff: float) -> bool:
+        for session in self._sessions.values():
+            with contextlib.suppress(Exception):
+                session.close()
+        self._sessions.clear()
+        while True:
+            try:
+                got = self.queue.get(timeout=backoff)
+            except queue.Empty:
+                got = None
+            if got is _STOP:
+                return False
+            if isinstance(got, _Job):  # normally failed fast by sign(); these raced it
+                got.error = SignerError("PKCS#11 token unavailable")
+                _complete(got)
+                continue
+            if isinstance(got, _Call):
+                self._do_call(got)
+                continue
+            try:
+                for key in self._keys:
+                    self._open_key(key)
+            except Exception as exc:  # still gone: try again later
+                self._sessions.clear()
+                log.warning("PKCS#11 token still unavailable: %s", exc)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            self.healthy = True
+            log.info("PKCS#11 sessions reopened")
+            return True
 
 
 class Pkcs11Signer:
@@ -87,76 +335,56 @@ class Pkcs11Signer:
         timeout: float = 2.0,
     ) -> None:
         self.ref = ref
-        self.rsa_padding = rsa_padding
-        self.rsa_hash = rsa_hash
-        self.batch = batch
         self.timeout = timeout
-        self._queue: queue.Queue[Any] = queue.Queue(queue_size)
-        self._ready = threading.Event()
-        self._start_error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-        self.healthy = False
-        self._alg = b""
-        self._spki = b""
-        self._sign_one: Any = None
+        self._queue_size = queue_size
+        self._batch = batch
+        self._key = _LoadedKey(ref, rsa_padding, rsa_hash)
+        self._owner: _ModuleOwner | None = None
         self.description = f"PKCS#11 {ref.module} key {ref.key_label or ref.key_id!r}"
 
-    # -- lifecycle -----------------------------------------------------------------------
-
-    def start(self, wait: float = 30.0) -> "Pkcs11Signer":
-        """Start the owner thread and wait until the key is found (raises SignerError)."""
-        with _owners_lock:
-            owner = _owners.get(self.ref.module)
-            if owner is not None and owner is not self and owner._thread is not None:
-                raise SignerError(
-                    f"{self.ref.module} is already owned by another signer in this process; "
-                    "use one signer per module (or one process per HSM partition)"
-                )
-            _owners[self.ref.module] = self
-        self._thread = threading.Thread(target=self._run, name="pkcs11-owner", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(wait):
-            raise SignerError("the PKCS#11 token did not open in time")
-        if self._start_error is not None:
-            self.close()
-            raise SignerError(f"PKCS#11: {self._start_error}") from self._start_error
+    def start(self) -> "Pkcs11Signer":
+        """Find the key on the token (raises SignerError naming the problem)."""
+        owner = _ModuleOwner.get(self.ref.module, self._queue_size, self._batch)
+        try:
+            owner.call(lambda: owner.load(self._key))
+        except SignerError:
+            owner.release()
+            raise
+        except Exception as exc:
+            owner.release()
+            raise SignerError(f"PKCS#11: {type(exc).__name__}: {exc}") from exc
+        self._owner = owner
+        log.info("PKCS#11 key ready: %s", self.description)
         return self
 
     def close(self) -> None:
-        if self._thread is None:
-            return
-        with contextlib.suppress(queue.Full):
-            self._queue.put(_STOP, timeout=1)
-        self._thread.join(5)
-        self._thread = None
-        with _owners_lock:
-            if _owners.get(self.ref.module) is self:
-                del _owners[self.ref.module]
-
-    # -- Signer protocol -----------------------------------------------------------------
+        if self._owner is not None:
+            self._owner.release()
+            self._owner = None
 
     @property
     def signature_algorithm(self) -> bytes:
-        return self._alg
+        return self._key.algorithm
 
     @property
     def public_key_info(self) -> bytes:
-        return self._spki
+        return self._key.spki
 
     @property
-    def queue_depth(self) -> int:
-        return self._queue.qsize()
+    def healthy(self) -> bool:
+        return self._owner is not None and self._owner.healthy
 
     async def sign(self, data: bytes) -> bytes:
-        if not self.healthy:
+        owner = self._owner
+        if owner is None or not owner.healthy:
             raise SignerError("PKCS#11 token unavailable")
-        job = _Job(data, trio.lowlevel.current_trio_token())
+        job = _Job(self._key, data, trio.lowlevel.current_trio_token())
         try:
-            self._queue.put_nowait(job)
+            owner.queue.put_nowait(job)
         except queue.Full:
             metrics.SIGNER_QUEUE_FULL.inc()
             raise SignerBusy("PKCS#11 signing queue is full") from None
-        metrics.SIGNER_QUEUE_DEPTH.set(self._queue.qsize())
+        metrics.SIGNER_QUEUE_DEPTH.set(owner.queue.qsize())
         with trio.move_on_after(self.timeout):
             await job.done.wait()
         if not job.done.is_set():
@@ -164,138 +392,17 @@ class Pkcs11Signer:
             metrics.SIGNER_TIMEOUTS.inc()
             raise SignerError(f"PKCS#11 signature took longer than {self.timeout} s")
         if job.error is not None:
-            raise SignerError(f"PKCS#11 signing failed: {job.error}") from job.error
+            raise SignerError(f"PKCS#11 signing failed: {job.error!r}") from job.error
         return job.result
 
-    def sign_blocking(self, data: bytes, timeout: float = 10.0) -> bytes:
-        """For callers outside trio (key ceremony tools, benchmarks)."""
-        return trio.run(self._sign_with_timeout, data, timeout)
 
-    async def _sign_with_timeout(self, data: bytes, timeout: float) -> bytes:
-        with trio.fail_after(timeout):
-            return await self.sign(data)
-
-    # -- the owner thread ------------------------------------------------------------------
-
-    def _run(self) -> None:
-        import pkcs11
-
-        session = None
-        try:
-            lib = pkcs11.lib(self.ref.module)
-            session, key = self._open(lib)
-        except Exception as exc:  # reported to start()
-            self._start_error = exc
-            self._ready.set()
-            return
-        self.healthy = True
-        self._ready.set()
-        backoff = 0.5
-        while True:
-            first = self._queue.get()
-            if first is _STOP:
-                break
-            jobs = [first]
-            while len(jobs) < self.batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    self._queue.put(_STOP)
-                    break
-                jobs.append(nxt)
-            metrics.SIGNER_BATCH_SIZE.observe(len(jobs))
-            failure: BaseException | None = None
-            for job in jobs:
-                if job.cancelled:
-                    continue
-                if failure is None:
-                    try:
-                        job.result = self._sign_one(key, job.data)
-                    except pkcs11.exceptions.PKCS11Error as exc:
-                        failure = exc
-                if failure is not None:
-                    job.error = failure
-                _complete(job)
-            metrics.SIGNER_QUEUE_DEPTH.set(self._queue.qsize())
-            if failure is not None:
-                self.healthy = False
-                metrics.SIGN_ERRORS.labels("pkcs11", type(failure).__name__).inc()
-                log.error("PKCS#11 error (%s); reopening the session", type(failure).__name__)
-                session = self._reopen(lib, session, backoff)
-                if session is None:
-                    break
-                session, key = session
-        with contextlib.suppress(Exception):
-            if session is not None:
-                session.close()
-
-    def _open(self, lib: Any) -> tuple[Any, Any]:
-        from pkcs11 import Attribute, KeyType, ObjectClass
-
-        token = lib.get_token(token_label=self.ref.token_label, token_serial=self.ref.token_serial)
-        session = token.open(user_pin=self.ref.pin())
-        match: dict[str, Any] = {"object_class": ObjectClass.PRIVATE_KEY}
-        if self.ref.key_label is not None:
-            match["label"] = self.ref.key_label
-        if self.ref.key_id is not None:
-            match["id"] = self.ref.key_id
-        key = session.get_key(**match)
-        pub_match = dict(match, object_class=ObjectClass.PUBLIC_KEY)
-        public = session.get_key(**pub_match)
-        if key.key_type == KeyType.EC:
-            params = bytes(public[Attribute.EC_PARAMS])
-            if params not in _CURVES:
-                raise SignerError("unsupported EC curve on the token; use P-256, P-384 or P-521")
-            hash_name, self._alg = _CURVES[params]
-            from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature
-
-            self._spki = bytes(encode_ec_public_key(public))
-            self._sign_one = _ecdsa(hash_name, encode_ecdsa_signature)
-        elif key.key_type == KeyType.RSA:
-            from pkcs11.util.rsa import encode_rsa_public_key
-
-            rsa_public = asn1_keys.RSAPublicKey.load(encode_rsa_public_key(public))
-            self._spki = asn1_keys.PublicKeyInfo.wrap(rsa_public, "rsa").dump()
-            self._alg, self._sign_one = _rsa(self.rsa_padding, self.rsa_hash)
-        elif key.key_type == KeyType.EC_EDWARDS:
-            point = bytes(public[Attribute.EC_POINT])
-            raw = point[2:] if len(point) == 34 and point[0] == 0x04 else point
-            self._spki = bytes.fromhex("302a300506032b6570032100") + raw
-            self._alg = algorithms.ED25519
-            from pkcs11 import Mechanism
-
-            self._sign_one = lambda k, data: k.sign(data, mechanism=Mechanism.EDDSA)
-        else:
-            raise SignerError(f"unsupported key type {key.key_type!r}")
-        log.info("PKCS#11 key ready: %s", self.description)
-        return session, key
-
-    def _reopen(self, lib: Any, session: Any, backoff: float) -> tuple[Any, Any] | None:
-        with contextlib.suppress(Exception):
-            session.close()
-        while True:
-            # Jobs that arrive meanwhile are failed fast (healthy is False) or time out.
-            try:
-                got = self._queue.get(timeout=backoff)
-                if got is _STOP:
-                    return None
-                if isinstance(got, _Job):
-                    got.error = SignerError("PKCS#11 token unavailable")
-                    _complete(got)
-                continue
-            except queue.Empty:
-                pass
-            try:
-                opened = self._open(lib)
-            except Exception as exc:  # still gone: try again later
-                log.warning("PKCS#11 token still unavailable: %s", exc)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            self.healthy = True
-            log.info("PKCS#11 session reopened")
-            return opened
+def generate_key(ref: Pkcs11KeyRef, kind: str = "ec-p256") -> None:
+    """Generate a key pair in the token `ref` names (on the module's owner thread)."""
+    owner = _ModuleOwner.get(ref.module, 16, 1)
+    try:
+        owner.call(lambda: owner.generate(ref, kind))
+    finally:
+        owner.release()
 
 
 def _complete(job: _Job) -> None:
@@ -303,7 +410,7 @@ def _complete(job: _Job) -> None:
         job.token.run_sync_soon(job.done.set)
 
 
-def _ecdsa(hash_name: str, to_der: Any) -> Any:
+def _ecdsa(hash_name: str, to_der: Any) -> Callable[[Any, bytes], bytes]:
     from pkcs11 import Mechanism
 
     def sign(key: Any, data: bytes) -> bytes:
@@ -314,7 +421,7 @@ def _ecdsa(hash_name: str, to_der: Any) -> Any:
     return sign
 
 
-def _rsa(padding: str, hash_name: str) -> tuple[bytes, Any]:
+def _rsa(padding: str, hash_name: str) -> tuple[bytes, Callable[[Any, bytes], bytes]]:
     from pkcs11 import MGF, Mechanism
 
     mechs = {
@@ -347,7 +454,13 @@ def _rsa(padding: str, hash_name: str) -> tuple[bytes, Any]:
         raise SignerError(f"unsupported RSA hash {hash_name!r}")
     pkcs1, pss, digest, mgf, salt, alg = mechs[hash_name]
     if padding == "pss":
-        return algorithms.rsa_pss(hash_name), lambda k, data: k.sign(
-            data, mechanism=pss, mechanism_param=(digest, mgf, salt)
-        )
-    return alg, lambda k, data: k.sign(data, mechanism=pkcs1)
+
+        def sign_pss(k: Any, data: bytes) -> bytes:
+            return bytes(k.sign(data, mechanism=pss, mechanism_param=(digest, mgf, salt)))
+
+        return algorithms.rsa_pss(hash_name), sign_pss
+
+    def sign_pkcs1(k: Any, data: bytes) -> bytes:
+        return bytes(k.sign(data, mechanism=pkcs1))
+
+    return alg, sign_pkcs1
