@@ -39,6 +39,17 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
 
 
+def _presign(args: argparse.Namespace) -> int:
+    from .config import ConfigError
+    from .service import presign_forever
+
+    try:
+        return presign_forever(args.config, once=args.once)
+    except ConfigError as exc:
+        print(f"revocd presign: {exc}", file=sys.stderr)
+        return 2
+
+
 def _import(args: argparse.Namespace) -> int:
     from .importcmd import run_import_command
 
@@ -77,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="data plane processes sharing the port (overrides server.workers)",
     )
     serve.set_defaults(handler=_serve)
+
+    presign = sub.add_parser(
+        "presign", help="keep a fresh pre-signed answer in the store for every certificate"
+    )
+    presign.add_argument("-c", "--config", required=True, help="revocd.toml")
+    presign.add_argument("--once", action="store_true", help="one sweep, then exit")
+    presign.set_defaults(handler=_presign)
 
     crl = sub.add_parser("crl", help="build, run or inspect CRL generation")
     crl.set_defaults(handler=_not_yet("crl"))

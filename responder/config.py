@@ -92,6 +92,14 @@ class ControlConfig:
 
 
 @dataclass(frozen=True)
+class PresignConfig:
+    enabled: bool = True
+    sweep_interval_seconds: int = 300
+    batch: int = 256
+    concurrency: int = 4
+
+
+@dataclass(frozen=True)
 class TokenConfig:
     name: str
     sha256: str
@@ -108,6 +116,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     tokens: dict[str, TokenConfig] = field(default_factory=dict)
+    presign: PresignConfig = field(default_factory=PresignConfig)
 
 
 def _take(table: dict[str, Any], key: str, where: str, kind: type, default: Any) -> Any:
@@ -221,6 +230,23 @@ def parse_config(raw: dict[str, Any], base: Path, source: Path | None = None) ->
     )
     _no_leftovers(control_raw, "control.")
     tokens = _tokens(dict(_take(raw, "tokens", "", dict, {})), issuers)
+    presign_raw = dict(_take(raw, "presign", "", dict, {}))
+    presign = PresignConfig(
+        enabled=_take(presign_raw, "enabled", "presign.", bool, True),
+        sweep_interval_seconds=_positive(
+            _take(presign_raw, "sweep_interval_seconds", "presign.", int, 300),
+            "presign.sweep_interval_seconds",
+            1,
+            86400,
+        ),
+        batch=_positive(
+            _take(presign_raw, "batch", "presign.", int, 256), "presign.batch", 1, 10_000
+        ),
+        concurrency=_positive(
+            _take(presign_raw, "concurrency", "presign.", int, 4), "presign.concurrency", 1, 256
+        ),
+    )
+    _no_leftovers(presign_raw, "presign.")
     _no_leftovers(raw, "")
     if server.port != 0 and server.port == control.port and server.host == control.host:
         raise ConfigError("control.port: the control plane never shares the data plane's port")
@@ -233,6 +259,7 @@ def parse_config(raw: dict[str, Any], base: Path, source: Path | None = None) ->
         server=server,
         control=control,
         tokens=tokens,
+        presign=presign,
     )
 
 

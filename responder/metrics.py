@@ -83,3 +83,18 @@ SIGNER_BATCH_SIZE = Histogram(
     "Signatures the PKCS#11 owner thread took per wake-up",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )
+PRESIGNED = Counter(
+    "revocd_presigned_total",
+    "Answers the pre-signer stored, by why (sweep or change)",
+    ["issuer", "why"],
+)
+PRESIGN_BACKLOG = Gauge(
+    "revocd_presign_backlog",
+    "Certificates found due for (re)signing and not yet signed",
+    ["issuer"],
+)
+PRESIGN_OLDEST_AGE = Gauge(
+    "revocd_presign_oldest_answer_age_seconds",
+    "Age (now - thisUpdate) of the oldest stored answer that is not yet due, at the last sweep",
+)
+PRESIGN_ERRORS = Counter("revocd_presign_errors_total", "Pre-signer failures", ["stage"])

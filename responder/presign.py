@@ -1,47 +1,191 @@
-"""Pre-signing: keep a signed answer in the store for every issued certificate.
+"""The pre-signer: a fresh signed answer in the store for every issued certificate.
 
-This first version signs every record of an issuer in one pass (what `revocd
-demo` runs at start); the data plane signs live and writes back whatever is
-missing or due, so answers stay fresh between passes.
+A sweep walks every partition of every issuer and signs what is due: answers that are
+missing (new certificates, or deleted because the status changed) and answers past
+their re-sign time (BR 4.9.10: half-life under 16 h of validity, otherwise at least
+8 h before nextUpdate and at most 4 days after thisUpdate). Each certificate's re-sign
+time is pulled earlier by a jitter derived from its serial (up to a tenth of the
+validity), so certificates issued in a burst are not all re-signed in the same burst.
+
+Status changes come first: the pre-signer follows the store's change notifications and
+re-signs a changed certificate (a revocation) before anything in the sweep. Writes go
+back under the record version, so an answer signed from a status that changed
+meanwhile is discarded rather than stored.
 """
 
+import hashlib
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import trio
 
+from . import metrics
 from .answers.sources import IssuerRuntime, single_for_record
 from .ocsp import HashAlgorithm
-from .store import CertRecord, PreSigned, Store
+from .signing import SignerBusy, SignerError
+from .store import CertRecord, PreSigned, Status, Store
 
 log = logging.getLogger("revocd.presign")
 
+JITTER_FRACTION = 10  # up to validity / 10 earlier
 
-async def presign_issuer(store: Store, issuer: IssuerRuntime, concurrency: int = 32) -> int:
-    """Sign and store a SHA-1-CertID answer for every record; return how many were stored."""
-    now = int(time.time())
-    this_update, next_update = issuer.schedule.window(now)
-    stored = 0
-    send, receive = trio.open_memory_channel[CertRecord](concurrency * 4)
 
-    async def worker() -> None:
-        nonlocal stored
-        async for record in receive:
+@dataclass(frozen=True)
+class PresignSettings:
+    sweep_interval: float = 300.0
+    batch: int = 256
+    concurrency: int = 4
+
+
+def due_at(issuer: IssuerRuntime, serial: int, answer: PreSigned) -> int:
+    """When this answer must be replaced: its re-sign time, minus the serial's jitter."""
+    refresh = issuer.schedule.refresh_at(answer.this_update, answer.next_update)
+    window = max(1, (answer.next_update - answer.this_update) // JITTER_FRACTION)
+    jitter = int.from_bytes(hashlib.sha256(serial.to_bytes(21, "big")).digest()[:4], "big")
+    return refresh - jitter % window
+
+
+class Presigner:
+    """Owned by the service (or `revocd presign`); runs in the caller's nursery."""
+
+    def __init__(
+        self,
+        store: Store,
+        issuers: Sequence[IssuerRuntime],
+        settings: PresignSettings | None = None,
+    ) -> None:
+        self.store = store
+        self.issuers = {i.name: i for i in issuers}
+        self.settings = settings or PresignSettings()
+        self._urgent_send, self._urgent = trio.open_memory_channel[tuple[str, int]](100_000)
+        self.oldest_this_update: int | None = None
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._follow_changes)
+            nursery.start_soon(self._urgent_worker)
+            task_status.started()
+            while True:
+                try:
+                    await self.sweep()
+                except Exception as exc:  # the next sweep tries again
+                    metrics.PRESIGN_ERRORS.labels("sweep").inc()
+                    log.error("pre-sign sweep failed: %s", exc)
+                await trio.sleep(self.settings.sweep_interval)
+
+    async def sweep(self) -> int:
+        """One pass over every certificate; returns how many answers were stored."""
+        started = time.monotonic()
+        stored = 0
+        oldest: int | None = None
+        for issuer in self.issuers.values():
+            now = int(time.time())
+            due: list[CertRecord] = []
+            for p in range(self.store.partitions(issuer.name)):
+                async for chunk in self.store.records_with_answers(issuer.name, p):
+                    for record, answer in chunk:
+                        if record.not_after is not None and record.not_after < now:
+                            continue  # expired: answered live if anyone still asks
+                        if answer is None or now >= due_at(issuer, record.serial, answer):
+                            due.append(record)
+                        elif oldest is None or answer.this_update < oldest:
+                            oldest = answer.this_update
+                    metrics.PRESIGN_BACKLOG.labels(issuer.name).set(len(due))
+                    if len(due) >= self.settings.batch * self.settings.concurrency:
+                        stored += await self._sign_all(issuer, due)
+                        due = []
+            stored += await self._sign_all(issuer, due)
+            metrics.PRESIGN_BACKLOG.labels(issuer.name).set(0)
+        self.oldest_this_update = oldest
+        if oldest is not None:
+            metrics.PRESIGN_OLDEST_AGE.set(int(time.time()) - oldest)
+        log.info("pre-sign sweep: %d answers stored in %.1f s", stored, time.monotonic() - started)
+        return stored
+
+    async def _sign_all(self, issuer: IssuerRuntime, records: list[CertRecord]) -> int:
+        stored = 0
+        batch = self.settings.batch
+
+        async def one_batch(chunk: list[CertRecord]) -> None:
+            nonlocal stored
+            done = await self.sign_and_store(issuer, chunk, "sweep")  # then add (see put_answers)
+            stored += done
+
+        limiter = trio.CapacityLimiter(self.settings.concurrency)
+
+        async def limited(chunk: list[CertRecord]) -> None:
+            async with limiter:
+                await one_batch(chunk)
+
+        async with trio.open_nursery() as nursery:
+            for start in range(0, len(records), batch):
+                nursery.start_soon(limited, records[start : start + batch])
+        return stored
+
+    async def sign_and_store(
+        self, issuer: IssuerRuntime, records: list[CertRecord], why: str
+    ) -> int:
+        """Sign SHA-1-CertID answers (what RFC 9919 clients ask for) and store them."""
+        if not records:
+            return 0
+        now = int(time.time())
+        this_update, next_update = issuer.schedule.window(now)
+        items: list[tuple[CertRecord, PreSigned]] = []
+        for record in records:
             cert_id = issuer.hashes.cert_id(HashAlgorithm.SHA1, record.serial)
             single = single_for_record(cert_id, record, this_update, next_update)
-            der = await issuer.identity.sign([single], now)
-            answer = PreSigned(this_update, next_update, der)
-            if await store.put_answer(issuer.name, record, answer):
-                stored += 1
+            try:
+                der = await issuer.identity.sign([single], now)
+            except SignerBusy:
+                await trio.sleep(0.05)  # live answers have priority for the signer
+                continue
+            except (SignerError, ValueError) as exc:
+                metrics.PRESIGN_ERRORS.labels("sign").inc()
+                log.error("pre-sign for %s failed: %s", issuer.name, exc)
+                return 0
+            items.append((record, PreSigned(this_update, next_update, der)))
+        stored = await self.store.put_answers(issuer.name, items)
+        metrics.PRESIGNED.labels(issuer.name, why).inc(stored)
+        return stored
 
-    started = time.monotonic()
-    async with trio.open_nursery() as nursery:
-        for _ in range(concurrency):
-            nursery.start_soon(worker)
-        async with send:
-            async for record in store.records(issuer.name):
-                await send.send(record)
-    log.info(
-        "pre-signed %d answers for %s in %.2f s", stored, issuer.name, time.monotonic() - started
-    )
-    return stored
+    async def _follow_changes(self) -> None:
+        while True:
+            try:
+                async with self.store.subscribe_changes() as changes:
+                    async for change in changes:
+                        if change.issuer in self.issuers:
+                            try:
+                                self._urgent_send.send_nowait((change.issuer, change.serial))
+                            except trio.WouldBlock:
+                                metrics.PRESIGN_ERRORS.labels("urgent_queue_full").inc()
+            except Exception as exc:  # keep following; the sweep covers what is missed
+                log.warning("pre-signer lost the change feed (%s); retrying", exc)
+            await trio.sleep(0.5)
+
+    async def _urgent_worker(self) -> None:
+        """Changed certificates (revocations first of all) are re-signed as they come."""
+        async for issuer_name, serial in self._urgent:
+            pending = {(issuer_name, serial)}
+            while len(pending) < self.settings.batch:
+                try:
+                    pending.add(self._urgent.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            by_issuer: dict[str, list[int]] = {}
+            for name, s in pending:
+                by_issuer.setdefault(name, []).append(s)
+            for name, serials in by_issuer.items():
+                try:
+                    records = await self.store.get_records(name, serials)
+                    ordered = sorted(records.values(), key=lambda r: r.status is not Status.REVOKED)
+                    await self.sign_and_store(self.issuers[name], ordered, "change")
+                except Exception as exc:  # the sweep will catch up
+                    metrics.PRESIGN_ERRORS.labels("change").inc()
+                    log.warning("re-signing changed certificates failed: %s", exc)
+
+
+async def presign_issuer(store: Store, issuer: IssuerRuntime) -> int:
+    """One full pass for one issuer (the demo's start-up)."""
+    return await Presigner(store, [issuer]).sweep()

@@ -33,6 +33,7 @@ from .control.app import ControlApp
 from .dataplane.app import DataPlane
 from .dataplane.http import HttpServer, Limits
 from .ingest import Ingestor
+from .presign import Presigner, PresignSettings
 from .signing import ResponderConfigError, ResponderIdentity, Signer, SignerError, SoftwareSigner
 from .signing.pkcs11 import Pkcs11KeyRef, Pkcs11Signer
 from .store import Store
@@ -220,6 +221,17 @@ async def run_service(
                 hconf.bind = [f"{config.control.host}:{config.control.port}"]
                 hconf.accesslog = None
                 hconf.errorlog = logging.getLogger("revocd.control.server")
+                if config.presign.enabled:
+                    presigner = Presigner(
+                        store,
+                        issuers,
+                        PresignSettings(
+                            config.presign.sweep_interval_seconds,
+                            config.presign.batch,
+                            config.presign.concurrency,
+                        ),
+                    )
+                    nursery.start_soon(presigner.run)
                 binds = await nursery.start(hypercorn_serve, control, hconf)
                 control_port = int(binds[0].rsplit(":", 1)[1])
                 running = Running(store, ingest, issuers, data_port, control_port)
@@ -277,6 +289,31 @@ def serve_forever(config_path: str | Path, workers: int | None = None) -> int:
         config = replace(config, server=replace(config.server, workers=workers))
     try:
         trio.run(run_service, config)
+    except KeyboardInterrupt:
+        log.info("stopped")
+    return 0
+
+
+def presign_forever(config_path: str | Path, once: bool = False) -> int:
+    """`revocd presign`: the pre-signer alone, for deployments that run it separately."""
+    config = load_config(config_path)
+
+    async def main() -> None:
+        issuers = [issuer_runtime(i) for i in config.issuers.values()]
+        async with open_configured_store(config) as store:
+            settings = PresignSettings(
+                config.presign.sweep_interval_seconds,
+                config.presign.batch,
+                config.presign.concurrency,
+            )
+            presigner = Presigner(store, issuers, settings)
+            if once:
+                await presigner.sweep()
+            else:
+                await presigner.run()
+
+    try:
+        trio.run(main)
     except KeyboardInterrupt:
         log.info("stopped")
     return 0

@@ -133,3 +133,18 @@ if ver ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 return 1
 """
+
+# The same for many answers of one partition at once (the pre-signer's batches).
+# KEYS: certs, answers. ARGV: n, then serial, version, blob per answer. Returns stored count.
+PUT_ANSWERS = r"""
+local stored = 0
+for i = 0, tonumber(ARGV[1]) - 1 do
+  local serial, version, blob = ARGV[2 + i * 3], ARGV[3 + i * 3], ARGV[4 + i * 3]
+  local cur = redis.call('HGET', KEYS[1], serial)
+  if cur and string.match(cur, '^[gr]|[^|]*|([^|]*)|') == version then
+    redis.call('HSET', KEYS[2], serial, blob)
+    stored = stored + 1
+  end
+end
+return stored
+"""

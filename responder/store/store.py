@@ -24,7 +24,7 @@ from coredis.typing import Node
 from ..config import ConfigError, IssuerConfig, StoreConfig
 from . import keys
 from .records import CertRecord, Status
-from .scripts import APPLY_EVENTS, PUT_ANSWER
+from .scripts import APPLY_EVENTS, PUT_ANSWER, PUT_ANSWERS
 
 log = logging.getLogger("revocd.store")
 
@@ -120,6 +120,7 @@ class Store:
         self.settings = settings
         self._apply = client.register_script(APPLY_EVENTS)
         self._put_answer = client.register_script(PUT_ANSWER)
+        self._put_answers = client.register_script(PUT_ANSWERS)
         self._partitions: dict[str, int] = {}
         self._wait_local = 1
 
@@ -319,6 +320,58 @@ class Store:
             args=[keys.serial_field(record.serial), record.version, blob],
         )
         return bool(stored)
+
+    async def put_answers(self, issuer: str, items: Sequence[tuple[CertRecord, PreSigned]]) -> int:
+        """Store many pre-signed answers, one call per partition; each is written only if
+        its record still has the version it was signed from. Returns how many were stored."""
+        n = self.partitions(issuer)
+        by_partition: dict[int, list[str | int | bytes]] = {}
+        counts: dict[int, int] = {}
+        for record, answer in items:
+            p = keys.partition_of(record.serial, n)
+            blob = ANSWER_HEADER.pack(answer.this_update, answer.next_update) + answer.der
+            by_partition.setdefault(p, []).extend(
+                (keys.serial_field(record.serial), record.version, blob)
+            )
+            counts[p] = counts.get(p, 0) + 1
+        stored = 0
+
+        async def write(p: int, args: list[str | int | bytes]) -> None:
+            nonlocal stored
+            # Await first, then add: `stored += await ...` would read `stored` before the
+            # await and lose concurrent increments.
+            done = int(
+                await self._put_answers(
+                    keys=[keys.certs(issuer, p), keys.answers(issuer, p)], args=[counts[p], *args]
+                )
+            )
+            stored += done
+
+        async with trio.open_nursery() as nursery:
+            for p, args in by_partition.items():
+                nursery.start_soon(write, p, args)
+        return stored
+
+    async def records_with_answers(
+        self, issuer: str, partition: int, count: int = 500
+    ) -> AsyncIterator[list[tuple[CertRecord, PreSigned | None]]]:
+        """One partition's records with their stored answers, in chunks (HSCAN + HMGET)."""
+        cursor = None
+        while cursor != 0:
+            cursor, found = await self.client.hscan(
+                keys.certs(issuer, partition), cursor=cursor or 0, count=count
+            )
+            if not found:
+                continue
+            fields = list(found.keys())
+            blobs = await self.client.hmget(keys.answers(issuer, partition), fields)
+            yield [
+                (
+                    CertRecord.decode(int(_s(f), 16), found[f]),
+                    None if blob is None else _presigned(blob),
+                )
+                for f, blob in zip(fields, blobs, strict=True)
+            ]
 
     async def get_answer(self, issuer: str, serial: int) -> PreSigned | None:
         p = keys.partition_of(serial, self.partitions(issuer))

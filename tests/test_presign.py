@@ -1,0 +1,132 @@
+"""The pre-signer: every certificate gets an answer, due answers are replaced (with jitter),
+changes are re-signed first, and nothing signed from an old status is stored."""
+
+import time
+
+import pytest
+import trio
+from asn1crypto import ocsp as asn1_ocsp
+
+from responder.answers.sources import IssuerRuntime
+from responder.answers.timing import DAY, HOUR, Schedule
+from responder.config import IssuerConfig
+from responder.ingest import Ingestor
+from responder.policy import Policy
+from responder.presign import Presigner, PresignSettings, due_at
+from responder.signing import ResponderIdentity, SoftwareSigner
+from responder.store import PreSigned, Store
+
+from .store_helpers import issued, revoked
+
+
+@pytest.fixture
+def issuer(test_pki, tmp_path):
+    name = "ps" + str(time.monotonic_ns() % 10**9)
+    config = IssuerConfig(name, tmp_path, Policy.TLS, partitions=8)
+    identity = ResponderIdentity(
+        SoftwareSigner(test_pki.responder.key), test_pki.issuer.cert, test_pki.responder.cert
+    )
+    return IssuerRuntime(config, identity, Schedule(validity=4 * DAY - 1))
+
+
+def status_of(der: bytes) -> str:
+    basic = asn1_ocsp.OCSPResponse.load(der).basic_ocsp_response
+    return basic["tbs_response_data"]["responses"][0]["cert_status"].name
+
+
+def run(url, issuer, fn):
+    async def main():
+        async with Store.open(url) as store:
+            await store.register_issuers([issuer.config])
+            ingest = Ingestor(store, {issuer.name: issuer.config})
+            return await fn(store, ingest)
+
+    return trio.run(main)
+
+
+def test_sweep_signs_every_unexpired_certificate(valkey_standalone, issuer):
+    serials = list(range(1000, 1300))
+
+    async def fn(store, ingest):
+        await ingest.submit(
+            [issued(s, issuer.name) for s in serials]
+            + [issued(9999, issuer.name, "2020-01-01T00:00:00Z")]
+            + [revoked(s, issuer.name) for s in serials[:10]]
+        )
+        presigner = Presigner(store, [issuer], PresignSettings(batch=64))
+        first = await presigner.sweep()
+        second = await presigner.sweep()
+        answers = {s: await store.get_answer(issuer.name, s) for s in serials}
+        return first, second, answers, await store.get_answer(issuer.name, 9999)
+
+    first, second, answers, expired = run(valkey_standalone.url, issuer, fn)
+    assert first == len(serials) and second == 0  # nothing due the second time
+    assert expired is None
+    assert {status_of(a.der) for s, a in answers.items() if s in serials[:10]} == {"revoked"}
+    assert {status_of(a.der) for s, a in answers.items() if s not in serials[:10]} == {"good"}
+
+
+def test_due_answers_are_replaced(valkey_standalone, issuer):
+    async def fn(store, ingest):
+        await ingest.submit([issued(77, issuer.name)])
+        record = await store.get_record(issuer.name, 77)
+        old = int(time.time()) - 4 * DAY + 60  # re-sign time (this_update + 4 days - 8 h) passed
+        await store.put_answer(issuer.name, record, PreSigned(old, old + 4 * DAY, b"old"))
+        stored = await Presigner(store, [issuer]).sweep()
+        return stored, await store.get_answer(issuer.name, 77)
+
+    stored, answer = run(valkey_standalone.url, issuer, fn)
+    assert stored == 1 and answer.der != b"old" and answer.this_update > time.time() - 3600
+
+
+def test_jitter_spreads_resign_times(issuer):
+    now = int(time.time())
+    answer = PreSigned(now, now + 4 * DAY - 1, b"")
+    refresh = issuer.schedule.refresh_at(answer.this_update, answer.next_update)
+    times = {due_at(issuer, serial, answer) for serial in range(1, 2000)}
+    assert len(times) > 1500  # spread, not one instant
+    assert all(refresh - (4 * DAY) // 10 <= t <= refresh for t in times)
+    assert refresh == now + 4 * DAY - 1 - 8 * HOUR  # 8 h before nextUpdate (BR 4.9.10)
+
+
+def test_revocation_is_re_signed_at_once(valkey_standalone, issuer):
+    async def fn(store, ingest):
+        await ingest.submit([issued(4242, issuer.name)])
+        presigner = Presigner(store, [issuer], PresignSettings(sweep_interval=3600))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(presigner.run)
+            await trio.sleep(0.3)
+            good = await store.get_answer(issuer.name, 4242)
+            await ingest.submit([revoked(4242, issuer.name)])
+            started = trio.current_time()
+            while True:
+                answer = await store.get_answer(issuer.name, 4242)
+                if answer is not None and status_of(answer.der) == "revoked":
+                    break
+                assert trio.current_time() - started < 5, "revocation not re-signed"
+                await trio.sleep(0.02)
+            nursery.cancel_scope.cancel()
+        return good, trio.current_time() - started
+
+    good, elapsed = run(valkey_standalone.url, issuer, fn)
+    assert good is not None and status_of(good.der) == "good"
+    assert elapsed < 2
+
+
+def test_batch_write_refuses_answers_signed_before_a_change(valkey_standalone, issuer):
+    async def fn(store, ingest):
+        await ingest.submit([issued(5150, issuer.name), issued(5151, issuer.name)])
+        a = await store.get_record(issuer.name, 5150)
+        b = await store.get_record(issuer.name, 5151)
+        await ingest.submit([revoked(5150, issuer.name)])  # a's version is now stale
+        stored = await store.put_answers(
+            issuer.name, [(a, PreSigned(1, 2, b"a")), (b, PreSigned(1, 2, b"b"))]
+        )
+        return (
+            stored,
+            await store.get_answer(issuer.name, 5150),
+            await store.get_answer(issuer.name, 5151),
+        )
+
+    stored, a, b = run(valkey_standalone.url, issuer, fn)
+    assert stored == 1 and a is None and b.der == b"b"
