@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     presign.add_argument("--once", action="store_true", help="one sweep, then exit")
     presign.set_defaults(handler=_presign)
 
+    from .keycmd import add_parser as add_key_parser
+
+    add_key_parser(sub)
+
     crl = sub.add_parser("crl", help="build, run or inspect CRL generation")
     crl.set_defaults(handler=_not_yet("crl"))
 

@@ -98,3 +98,13 @@ PRESIGN_OLDEST_AGE = Gauge(
     "Age (now - thisUpdate) of the oldest stored answer that is not yet due, at the last sweep",
 )
 PRESIGN_ERRORS = Counter("revocd_presign_errors_total", "Pre-signer failures", ["stage"])
+RESPONDER_CERT_EXPIRY = Gauge(
+    "revocd_responder_cert_expiry_seconds",
+    "Seconds until the signing (responder) certificate's notAfter; alert below 30 days",
+    ["issuer"],
+)
+RESPONDER_RELOAD_FAILURES = Counter(
+    "revocd_responder_reload_failures_total",
+    "Changed responder certificates/keys that failed the checks and were not used",
+    ["issuer"],
+)

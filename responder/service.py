@@ -34,6 +34,7 @@ from .dataplane.app import DataPlane
 from .dataplane.http import HttpServer, Limits
 from .ingest import Ingestor
 from .presign import Presigner, PresignSettings
+from .responder_keys import CertificateWatcher
 from .signing import ResponderConfigError, ResponderIdentity, Signer, SignerError, SoftwareSigner
 from .signing.pkcs11 import Pkcs11KeyRef, Pkcs11Signer
 from .store import Store
@@ -183,6 +184,7 @@ def _worker_main(config_path: str, store_url: str, port: int, index: int, ready:
             issuers = [issuer_runtime(i) for i in config.issuers.values()]
             async with trio.open_nursery() as nursery:
                 await nursery.start(run_data_plane, config, store, issuers, sock)
+                nursery.start_soon(CertificateWatcher(issuers).run)
                 ready.set()  # type: ignore[attr-defined]
 
     with contextlib.suppress(KeyboardInterrupt):
@@ -221,6 +223,7 @@ async def run_service(
                 hconf.bind = [f"{config.control.host}:{config.control.port}"]
                 hconf.accesslog = None
                 hconf.errorlog = logging.getLogger("revocd.control.server")
+                nursery.start_soon(CertificateWatcher(issuers).run)
                 if config.presign.enabled:
                     presigner = Presigner(
                         store,

@@ -1,0 +1,140 @@
+"""`revocd responder-key`: generate, csr, install, check."""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import trio
+from cryptography import x509
+
+from .config import Config, ConfigError, IssuerConfig, load_config
+from .responder_keys import WARN_DAYS, csr_for_signer, generate_file_key, install_certificate
+from .signing import Signer, SignerError, SoftwareSigner
+from .signing.pkcs11 import Pkcs11KeyRef, Pkcs11Signer, generate_key
+
+
+def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    keys = sub.add_parser("responder-key", help="responder key lifecycle (HSM or file)")
+    actions = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    gen = actions.add_parser("generate", help="generate a responder key in the HSM or a file")
+    gen.add_argument("-c", "--config", required=True)
+    gen.add_argument("--issuer", required=True)
+    gen.add_argument("--out", help="PEM file for a software key (without [hsm])")
+    gen.add_argument(
+        "--key-type", default="ec-p256", choices=["ec-p256", "ec-p384", "rsa-2048", "rsa-3072"]
+    )
+
+    csr = actions.add_parser("csr", help="write a certification request for the responder key")
+    csr.add_argument("-c", "--config", required=True)
+    csr.add_argument("--issuer", required=True)
+    csr.add_argument("--key", help="software key file (default: issuers.<name>.responder_key)")
+    csr.add_argument("--cn", default=None, help="subject common name")
+    csr.add_argument("--out", required=True)
+
+    inst = actions.add_parser("install", help="check and install a signed responder certificate")
+    inst.add_argument("-c", "--config", required=True)
+    inst.add_argument("--issuer", required=True)
+    inst.add_argument("certificate")
+
+    check = actions.add_parser("check", help="days left on each responder certificate")
+    check.add_argument("-c", "--config", required=True)
+    keys.set_defaults(handler=run)
+
+
+def _issuer(config: Config, name: str) -> IssuerConfig:
+    issuer = config.issuers.get(name)
+    if issuer is None:
+        raise ConfigError(f"--issuer: {name!r} is not in the configuration")
+    return issuer
+
+
+def _hsm_ref(issuer: IssuerConfig) -> Pkcs11KeyRef:
+    assert issuer.hsm is not None
+    h = issuer.hsm
+    return Pkcs11KeyRef(
+        h.module,
+        key_label=h.key_label,
+        key_id=h.key_id,
+        token_label=h.token_label,
+        token_serial=h.token_serial,
+        pin_file=h.pin_file,
+        pin_env=h.pin_env,
+    )
+
+
+def _signer(issuer: IssuerConfig, key_path: str | None = None) -> Signer:
+    if issuer.hsm is not None and key_path is None:
+        return Pkcs11Signer(_hsm_ref(issuer), rsa_padding=issuer.rsa_padding).start()
+    path = Path(key_path) if key_path else issuer.responder_key
+    if path is None:
+        raise ConfigError(f"issuers.{issuer.name}.responder_key: not configured (or give --key)")
+    return SoftwareSigner.from_pem_file(
+        path,
+        passphrase_file=issuer.key_passphrase_file,
+        passphrase_env=issuer.key_passphrase_env,
+        rsa_padding=issuer.rsa_padding,  # type: ignore[arg-type]
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+        if args.action == "check":
+            return _check(config)
+        issuer = _issuer(config, args.issuer)
+        if args.action == "generate":
+            if issuer.hsm is not None:
+                ref = _hsm_ref(issuer)
+                try:
+                    Pkcs11Signer(ref).start().close()
+                except SignerError:
+                    pass  # not there yet: generate it
+                else:
+                    raise ConfigError(f"issuers.{issuer.name}.hsm.key_label: the key exists")
+                generate_key(ref, args.key_type)
+                print(f"generated {args.key_type} key {ref.key_label or ref.key_id!r} in the HSM")
+            else:
+                if not args.out:
+                    raise ConfigError("--out: the key file to write (no [hsm] for this issuer)")
+                generate_file_key(Path(args.out), args.key_type)
+                print(f"wrote {args.out} (mode 0600)")
+            return 0
+        if args.action == "csr":
+            signer = _signer(issuer, args.key)
+            cn = args.cn or f"{issuer.name} OCSP responder"
+            pem = trio.run(csr_for_signer, signer, cn)
+            Path(args.out).write_bytes(pem)
+            print(
+                f"wrote {args.out}: have the CA sign it with id-kp-OCSPSigning and "
+                "id-pkix-ocsp-nocheck"
+            )
+            return 0
+        if args.action == "install":
+            signer = _signer(issuer)
+            target = install_certificate(issuer, Path(args.certificate).read_bytes(), signer)
+            print(f"installed {target}; running responders switch to it within seconds")
+            return 0
+    except (ConfigError, SignerError, ValueError, OSError) as exc:
+        print(f"revocd responder-key {args.action}: {exc}", file=sys.stderr)
+        return 2
+    return 2
+
+
+def _check(config: Config) -> int:
+    worst = 0
+    for name, issuer in config.issuers.items():
+        path = issuer.responder_certificate
+        cert = x509.load_pem_x509_certificate(path.read_bytes()) if path else issuer.cert
+        assert cert is not None
+        days = (cert.not_valid_after_utc.timestamp() - time.time()) / 86400
+        state = "ok" if days >= WARN_DAYS else "ROTATE" if days > 0 else "EXPIRED"
+        which = "responder" if path else "issuer (signs its own answers)"
+        print(
+            f"{name}: {which} certificate notAfter {cert.not_valid_after_utc:%Y-%m-%d}, "
+            f"{days:.1f} days left: {state}"
+        )
+        if state != "ok":
+            worst = 1
+    return worst
