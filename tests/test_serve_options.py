@@ -71,7 +71,7 @@ def test_nonce_echoed_by_default(tmp_path, test_pki):
         ][0]
         assert ext["extn_id"].native == "nonce" and ext["extn_value"].parsed.native == b"q" * 32
     finally:
-        assert s.proc.stop() == 0
+        assert s.proc.stop() == 0, s.proc.output
 
 
 def test_crl_files_served_with_caching_headers(ignoring, test_pki):
@@ -132,4 +132,20 @@ def test_unready_when_responder_certificate_ends_before_next_update(tmp_path, te
         )
         assert s.ocsp_post("alpha", 0x77)[0] == "internal_error"
     finally:
-        assert s.proc.stop() == 0
+        assert s.proc.stop() == 0, s.proc.output
+
+
+def test_expiring_responder_certificate_is_reported(tmp_path, test_pki):
+    short = pki.make_responder(test_pki.issuer, days=5)
+    s = start_served(tmp_path / "expiring", test_pki, workers=1, responder=short)
+    try:
+        s.proc.wait_for("responder certificate expires in")
+        _, body, _ = s.control("GET", "/metrics", token=None)
+        line = next(
+            x
+            for x in body["raw"].splitlines()
+            if x.startswith('revocd_responder_cert_expiry_seconds{issuer="alpha"}')
+        )
+        assert 4 * 86400 < float(line.split()[-1]) < 5 * 86400
+    finally:
+        assert s.proc.stop() == 0, s.proc.output

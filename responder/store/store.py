@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import anyio
 import coredis
 import coredis.exceptions
 import trio
@@ -393,16 +394,23 @@ class Store:
     async def subscribe_changes(self) -> AsyncIterator[AsyncIterator[Change]]:
         """Live change notifications (pub/sub): low latency, may miss messages while
         disconnected, so a subscriber drops its cache when the subscription restarts."""
-        async with self.client.pubsub(channels=[keys.CHANGES_CHANNEL]) as pubsub:
+        try:
+            async with self.client.pubsub(channels=[keys.CHANGES_CHANNEL]) as pubsub:
 
-            async def messages() -> AsyncIterator[Change]:
-                async for message in pubsub:
-                    if message["type"] != "message":
-                        continue
-                    issuer, serial, status, version, at_ms = _s(message["data"]).split(" ")
-                    yield Change(issuer, int(serial, 16), Status(status), int(version), int(at_ms))
+                async def messages() -> AsyncIterator[Change]:
+                    async for message in pubsub:
+                        if message["type"] != "message":
+                            continue
+                        issuer, serial, status, version, at_ms = _s(message["data"]).split(" ")
+                        yield Change(
+                            issuer, int(serial, 16), Status(status), int(version), int(at_ms)
+                        )
 
-            yield messages()
+                yield messages()
+        except* (anyio.ClosedResourceError, anyio.BrokenResourceError) as group:
+            # coredis tries to UNSUBSCRIBE while tearing down a connection that is already
+            # closed (shutdown, store gone); there is nothing left to unsubscribe from.
+            log.debug("change subscription closed: %s", group.exceptions[0])
 
 
 def _presigned(blob: bytes) -> PreSigned:
