@@ -146,6 +146,6 @@ def test_expiring_responder_certificate_is_reported(tmp_path, test_pki):
             for x in body["raw"].splitlines()
             if x.startswith('revocd_responder_cert_expiry_seconds{issuer="alpha"}')
         )
-        assert 4 * 86400 < float(line.split()[-1]) < 5 * 86400
+        assert 4 * 86400 < float(line.split()[-1]) <= 5 * 86400
     finally:
         assert s.proc.stop() == 0, s.proc.output
