@@ -119,6 +119,11 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory):
 
     hsm = make_softhsm(tmp_path_factory.mktemp("softhsm"))
     os.environ["SOFTHSM2_CONF"] = str(hsm.conf)
-    for label, kind in (("p256", "ec-p256"), ("p384", "ec-p384"), ("rsa", "rsa-2048")):
+    for label, kind in (
+        ("p256", "ec-p256"),
+        ("p384", "ec-p384"),
+        ("rsa", "rsa-2048"),
+        ("ed", "ed25519"),
+    ):
         hsm.generate(label, kind)
     return hsm

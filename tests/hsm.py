@@ -21,7 +21,12 @@ from pkcs11.util.ec import encode_named_curve_parameters
 module, label, kind, pin = sys.argv[1:5]
 token = pkcs11.lib(module).get_token(token_label="revocd-test")
 with token.open(rw=True, user_pin=pin) as session:
-    if kind.startswith("ec-"):
+    if kind == "ed25519":
+        params = session.create_domain_parameters(
+            KeyType.EC_EDWARDS,
+            {Attribute.EC_PARAMS: encode_named_curve_parameters("1.3.101.112")}, local=True)
+        params.generate_keypair(store=True, label=label, id=label.encode())
+    elif kind.startswith("ec-"):
         curve = {"ec-p256": "secp256r1", "ec-p384": "secp384r1"}[kind]
         params = session.create_domain_parameters(
             KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters(curve)}, local=True)

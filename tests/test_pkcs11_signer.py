@@ -8,7 +8,7 @@ import time
 import pytest
 import trio
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding
 
 from responder import pki
 from responder.ocsp import CertStatus
@@ -43,7 +43,9 @@ def signer_for(softhsm):
 
 def _verify(signer, data, signature):
     public = serialization.load_der_public_key(signer.public_key_info)
-    if isinstance(public, ec.EllipticCurvePublicKey):
+    if isinstance(public, ed25519.Ed25519PublicKey):
+        public.verify(signature, data)
+    elif isinstance(public, ec.EllipticCurvePublicKey):
         h = hashes.SHA384() if public.curve.key_size == 384 else hashes.SHA256()
         public.verify(signature, data, ec.ECDSA(h))
     elif signer.signature_algorithm == algs.RSA_SHA256:
@@ -64,6 +66,7 @@ def _verify(signer, data, signature):
         ("p384", {}, algs.ECDSA_SHA384),
         ("rsa", {}, algs.RSA_SHA256),
         ("rsa", {"rsa_padding": "pss"}, algs.rsa_pss("sha256")),
+        ("ed", {}, algs.ED25519),
     ],
 )
 def test_signatures_verify(signer_for, label, kwargs, alg):
