@@ -15,6 +15,7 @@ from setuptools.command.build_ext import build_ext
 EXT_MODULES = {
     "responder.ocsp._request_fast": "ext/ocsp_request.pyx",
     "responder.ocsp._response_fast": "ext/ocsp_response.pyx",
+    "crlgen._entries_fast": "ext/crl_entries.pyx",
 }
 
 

@@ -14,7 +14,8 @@ from . import _request_py, _response_py
 log = logging.getLogger("revocd.ext")
 
 
-def _load(compiled: str, twin: ModuleType) -> tuple[ModuleType, bool]:
+def load(compiled: str, twin: ModuleType) -> tuple[ModuleType, bool]:
+    """The compiled module, or its twin (logged), and whether it is the compiled one."""
     if os.environ.get("REVOCD_PURE_PYTHON") == "1":
         log.info("REVOCD_PURE_PYTHON=1: using pure-Python %s", twin.__name__)
         return twin, False
@@ -31,5 +32,5 @@ def _load(compiled: str, twin: ModuleType) -> tuple[ModuleType, bool]:
         return twin, False
 
 
-request_codec, REQUEST_COMPILED = _load("responder.ocsp._request_fast", _request_py)
-response_codec, RESPONSE_COMPILED = _load("responder.ocsp._response_fast", _response_py)
+request_codec, REQUEST_COMPILED = load("responder.ocsp._request_fast", _request_py)
+response_codec, RESPONSE_COMPILED = load("responder.ocsp._response_fast", _response_py)

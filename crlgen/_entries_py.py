@@ -1,0 +1,111 @@
+"""Pure-Python twin of ext/crl_entries.pyx: DER of CRL entries and of the TBSCertList.
+
+Both twins produce identical bytes for identical arguments (tests/test_crl_entries.py).
+Times are Unix seconds. RFC 5280 section 5.1.2.4: UTCTime through 2049, GeneralizedTime
+from 2050; invalidityDate is always GeneralizedTime (section 5.3.2). A negative `reason`
+or `invalidity` leaves that entry extension out.
+"""
+
+_REASON_OID = bytes.fromhex("0603551d15")  # id-ce-cRLReasons 2.5.29.21
+_INVALIDITY_OID = bytes.fromhex("0603551d18")  # id-ce-invalidityDate 2.5.29.24
+MIN_TIME = -631152000  # 1950-01-01
+MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z
+UTC_LIMIT = 2524608000  # 2050-01-01: from here GeneralizedTime
+
+
+def der_header(tag: int, length: int) -> bytes:
+    if length < 0x80:
+        return bytes((tag, length))
+    raw = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    if len(raw) > 4:
+        raise ValueError("DER element too long")
+    return bytes((tag, 0x80 | len(raw))) + raw
+
+
+def _civil(t: int) -> tuple[int, int, int, int, int, int]:
+    days, secs = divmod(t, 86400)
+    z = days + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = mp + 3 if mp < 10 else mp - 9
+    year = yoe + era * 400 + (1 if month <= 2 else 0)
+    return year, month, day, secs // 3600, (secs // 60) % 60, secs % 60
+
+
+def x509_time(t: int) -> bytes:
+    """Time (RFC 5280 section 4.1.2.5): UTCTime through 2049, GeneralizedTime after."""
+    if t < MIN_TIME or t > MAX_TIME:
+        raise ValueError("time outside 1950..9999")
+    year, month, day, hour, minute, second = _civil(t)
+    if t < UTC_LIMIT:
+        return b"\x17\x0d" + b"%02d%02d%02d%02d%02d%02dZ" % (
+            year % 100,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+        )
+    return b"\x18\x0f" + b"%04d%02d%02d%02d%02d%02dZ" % (year, month, day, hour, minute, second)
+
+
+def generalized_time(t: int) -> bytes:
+    if t < MIN_TIME or t > MAX_TIME:
+        raise ValueError("time outside 1950..9999")
+    return b"\x18\x0f" + b"%04d%02d%02d%02d%02d%02dZ" % _civil(t)
+
+
+def encode_entry(serial: int, revoked_at: int, reason: int, invalidity: int) -> bytes:
+    """One revokedCertificates element (RFC 5280 section 5.1.2.6)."""
+    if serial <= 0 or serial.bit_length() > 159:
+        raise ValueError("serial must be positive and at most 20 octets")
+    content = serial.to_bytes((serial.bit_length() + 8) // 8, "big")
+    body = der_header(0x02, len(content)) + content + x509_time(revoked_at)
+    exts = b""
+    if reason >= 0:
+        if reason > 10 or reason == 7 or reason == 0:
+            raise ValueError("reason code must be 1..10 except 7; unspecified is left out")
+        exts += b"\x30\x0a" + _REASON_OID + b"\x04\x03\x0a\x01" + bytes((reason,))
+    if invalidity >= 0:
+        exts += b"\x30\x18" + _INVALIDITY_OID + b"\x04\x11" + generalized_time(invalidity)
+    if exts:
+        body += der_header(0x30, len(exts)) + exts
+    return der_header(0x30, len(body)) + body
+
+
+def encode_entries(
+    serials: list[int], revoked_at: list[int], reasons: list[int], invalidity: list[int]
+) -> list[bytes]:
+    return [
+        encode_entry(s, r, c, i)
+        for s, r, c, i in zip(serials, revoked_at, reasons, invalidity, strict=True)
+    ]
+
+
+def tbs_cert_list(
+    signature_algorithm: bytes,
+    issuer_name: bytes,
+    this_update: int,
+    next_update: int,
+    entries: list[bytes],
+    extensions: bytes,
+) -> bytes:
+    """TBSCertList (RFC 5280 section 5.1.2): v2; revokedCertificates left out when empty."""
+    revoked = b"".join(entries)
+    body = b"\x02\x01\x01" + signature_algorithm + issuer_name + x509_time(this_update)
+    body += x509_time(next_update)
+    if entries:
+        body += der_header(0x30, len(revoked)) + revoked
+    if extensions:
+        body += der_header(0xA0, len(extensions)) + extensions
+    return der_header(0x30, len(body)) + body
+
+
+def certificate_list(tbs: bytes, signature_algorithm: bytes, signature: bytes) -> bytes:
+    bits = b"\x00" + signature
+    body = tbs + signature_algorithm + der_header(0x03, len(bits)) + bits
+    return der_header(0x30, len(body)) + body

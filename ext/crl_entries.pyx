@@ -1,0 +1,250 @@
+# cython: language_level=3
+"""Compiled CRL entry and TBSCertList encoder: the hot loop of million-entry CRLs.
+
+Twin of crlgen/_entries_py.py: identical bytes for identical arguments
+(tests/test_crl_entries.py runs both on the same inputs).
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.string cimport memcpy
+
+cdef long long MIN_TIME = -631152000
+cdef long long MAX_TIME = 253402300799LL
+cdef long long UTC_LIMIT = 2524608000LL
+cdef const unsigned char* REASON_EXT = <const unsigned char*>b"\x30\x0a\x06\x03\x55\x1d\x15\x04\x03\x0a\x01"
+cdef const unsigned char* INVALIDITY_EXT = <const unsigned char*>b"\x30\x18\x06\x03\x55\x1d\x18\x04\x11"
+
+
+cdef inline Py_ssize_t _hdr_len(Py_ssize_t length) except -1:
+    if length < 0x80:
+        return 2
+    if length < 0x100:
+        return 3
+    if length < 0x10000:
+        return 4
+    if length < 0x1000000:
+        return 5
+    if length < 0x100000000:
+        return 6
+    raise ValueError("DER element too long")
+
+
+cdef inline Py_ssize_t _put_hdr(unsigned char* out, int tag, Py_ssize_t length) noexcept:
+    cdef Py_ssize_t n = 1, i
+    out[0] = tag
+    if length < 0x80:
+        out[1] = <unsigned char>length
+        return 2
+    while n < 4 and (length >> (8 * n)) != 0:
+        n += 1
+    out[1] = 0x80 | n
+    for i in range(n):
+        out[2 + i] = (length >> (8 * (n - 1 - i))) & 0xFF
+    return 2 + n
+
+
+cdef inline void _digits(unsigned char* out, long long value, int width) noexcept:
+    cdef int i
+    for i in range(width - 1, -1, -1):
+        out[i] = 48 + value % 10
+        value //= 10
+
+
+cdef int _civil(long long t, long long* f) except -1:
+    cdef long long days, secs, z, era, doe, yoe, doy, mp, month
+    if t < MIN_TIME or t > MAX_TIME:
+        raise ValueError("time outside 1950..9999")
+    days = t // 86400
+    secs = t - days * 86400
+    if secs < 0:
+        secs += 86400
+        days -= 1
+    z = days + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    f[2] = doy - (153 * mp + 2) // 5 + 1
+    month = mp + 3 if mp < 10 else mp - 9
+    f[1] = month
+    f[0] = yoe + era * 400 + (1 if month <= 2 else 0)
+    f[3] = secs // 3600
+    f[4] = (secs // 60) % 60
+    f[5] = secs % 60
+    return 0
+
+
+cdef inline Py_ssize_t _time_len(long long t) noexcept:
+    return 15 if t < UTC_LIMIT else 17
+
+
+cdef Py_ssize_t _put_time(unsigned char* out, long long t, bint generalized) except -1:
+    cdef long long f[6]
+    cdef Py_ssize_t length
+    _civil(t, f)
+    if not generalized and t < UTC_LIMIT:
+        out[0] = 0x17
+        out[1] = 13
+        _digits(out + 2, f[0] % 100, 2)
+        out += 4
+        length = 15
+    else:
+        out[0] = 0x18
+        out[1] = 15
+        _digits(out + 2, f[0], 4)
+        out += 6
+        length = 17
+    _digits(out, f[1], 2)
+    _digits(out + 2, f[2], 2)
+    _digits(out + 4, f[3], 2)
+    _digits(out + 6, f[4], 2)
+    _digits(out + 8, f[5], 2)
+    out[10] = 0x5A
+    return length
+
+
+def der_header(int tag, Py_ssize_t length):
+    cdef unsigned char buf[6]
+    cdef Py_ssize_t n = _hdr_len(length)
+    _put_hdr(buf, tag, length)
+    return PyBytes_FromStringAndSize(<char*>buf, n)
+
+
+def x509_time(long long t):
+    cdef unsigned char buf[17]
+    cdef Py_ssize_t n
+    if t < MIN_TIME or t > MAX_TIME:
+        raise ValueError("time outside 1950..9999")
+    n = _put_time(buf, t, False)
+    return PyBytes_FromStringAndSize(<char*>buf, n)
+
+
+def generalized_time(long long t):
+    cdef unsigned char buf[17]
+    if t < MIN_TIME or t > MAX_TIME:
+        raise ValueError("time outside 1950..9999")
+    _put_time(buf, t, True)
+    return PyBytes_FromStringAndSize(<char*>buf, 17)
+
+
+cpdef bytes encode_entry(object serial, long long revoked_at, int reason, long long invalidity):
+    """One revokedCertificates element (RFC 5280 section 5.1.2.6)."""
+    cdef Py_ssize_t bits, n, body, exts = 0, total, p
+    cdef bytes content, out
+    cdef unsigned char* o
+    if serial <= 0:
+        raise ValueError("serial must be positive and at most 20 octets")
+    bits = serial.bit_length()
+    if bits > 159:
+        raise ValueError("serial must be positive and at most 20 octets")
+    if revoked_at < MIN_TIME or revoked_at > MAX_TIME:
+        raise ValueError("time outside 1950..9999")
+    if reason >= 0 and (reason > 10 or reason == 7 or reason == 0):
+        raise ValueError("reason code must be 1..10 except 7; unspecified is left out")
+    if invalidity >= 0 and invalidity > MAX_TIME:
+        raise ValueError("time outside 1950..9999")
+    n = (bits + 8) // 8
+    content = serial.to_bytes(n, "big")
+    if reason >= 0:
+        exts += 12
+    if invalidity >= 0:
+        exts += 26  # 9-byte prefix + 17-byte GeneralizedTime
+    body = 2 + n + _time_len(revoked_at)
+    if exts:
+        body += 2 + exts
+    total = _hdr_len(body) + body
+    out = PyBytes_FromStringAndSize(NULL, total)
+    o = <unsigned char*>PyBytes_AS_STRING(out)
+    p = _put_hdr(o, 0x30, body)
+    o[p] = 0x02
+    o[p + 1] = n
+    memcpy(o + p + 2, <const char*>content, n)
+    p += 2 + n
+    p += _put_time(o + p, revoked_at, False)
+    if exts:
+        p += _put_hdr(o + p, 0x30, exts)
+        if reason >= 0:
+            memcpy(o + p, REASON_EXT, 11)
+            o[p + 11] = reason
+            p += 12
+        if invalidity >= 0:
+            memcpy(o + p, INVALIDITY_EXT, 9)
+            p += 9
+            p += _put_time(o + p, invalidity, True)
+    return out
+
+
+def encode_entries(list serials not None, list revoked_at not None, list reasons not None,
+                   list invalidity not None):
+    cdef Py_ssize_t i, n = len(serials)
+    cdef list out
+    if len(revoked_at) != n or len(reasons) != n or len(invalidity) != n:
+        raise ValueError("zip() argument lengths differ")
+    out = [None] * n
+    for i in range(n):
+        out[i] = encode_entry(serials[i], revoked_at[i], reasons[i], invalidity[i])
+    return out
+
+
+def tbs_cert_list(bytes signature_algorithm not None, bytes issuer_name not None,
+                  long long this_update, long long next_update, list entries not None,
+                  bytes extensions not None):
+    """TBSCertList (RFC 5280 section 5.1.2): v2; revokedCertificates left out when empty."""
+    cdef Py_ssize_t revoked = 0, body, total, p, k
+    cdef bytes entry, out
+    cdef unsigned char* o
+    if this_update < MIN_TIME or this_update > MAX_TIME or next_update < MIN_TIME or next_update > MAX_TIME:
+        raise ValueError("time outside 1950..9999")
+    for entry in entries:
+        revoked += len(entry)
+    body = 3 + len(signature_algorithm) + len(issuer_name) + _time_len(this_update)
+    body += _time_len(next_update)
+    if entries:
+        body += _hdr_len(revoked) + revoked
+    if extensions:
+        body += _hdr_len(len(extensions)) + len(extensions)
+    total = _hdr_len(body) + body
+    out = PyBytes_FromStringAndSize(NULL, total)
+    o = <unsigned char*>PyBytes_AS_STRING(out)
+    p = _put_hdr(o, 0x30, body)
+    o[p] = 0x02
+    o[p + 1] = 0x01
+    o[p + 2] = 0x01
+    p += 3
+    memcpy(o + p, <const char*>signature_algorithm, len(signature_algorithm))
+    p += len(signature_algorithm)
+    memcpy(o + p, <const char*>issuer_name, len(issuer_name))
+    p += len(issuer_name)
+    p += _put_time(o + p, this_update, False)
+    p += _put_time(o + p, next_update, False)
+    if entries:
+        p += _put_hdr(o + p, 0x30, revoked)
+        for entry in entries:
+            k = len(entry)
+            memcpy(o + p, <const char*>entry, k)
+            p += k
+    if extensions:
+        p += _put_hdr(o + p, 0xA0, len(extensions))
+        memcpy(o + p, <const char*>extensions, len(extensions))
+    return out
+
+
+def certificate_list(bytes tbs not None, bytes signature_algorithm not None,
+                     bytes signature not None):
+    cdef Py_ssize_t bits = len(signature) + 1, body, total, p
+    cdef bytes out
+    cdef unsigned char* o
+    body = len(tbs) + len(signature_algorithm) + _hdr_len(bits) + bits
+    total = _hdr_len(body) + body
+    out = PyBytes_FromStringAndSize(NULL, total)
+    o = <unsigned char*>PyBytes_AS_STRING(out)
+    p = _put_hdr(o, 0x30, body)
+    memcpy(o + p, <const char*>tbs, len(tbs))
+    p += len(tbs)
+    memcpy(o + p, <const char*>signature_algorithm, len(signature_algorithm))
+    p += len(signature_algorithm)
+    p += _put_hdr(o + p, 0x03, bits)
+    o[p] = 0
+    memcpy(o + p + 1, <const char*>signature, len(signature))
+    return out
