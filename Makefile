@@ -9,9 +9,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.revocd-installed
 
 # Debian packages the tests drive for real: openssl (OCSP client, CRL verifier),
-# softhsm2 (PKCS#11 token), nginx (stapling server, benchmark anchor), curl, wrk.
-DEB_PACKAGES := openssl softhsm2 nginx curl wrk
-DEB_BINARIES := openssl softhsm2-util nginx curl wrk
+# softhsm2 (PKCS#11 token), nginx (stapling server, benchmark anchor), curl, wrk and
+# ab (apache2-utils) for the benchmarks.
+DEB_PACKAGES := openssl softhsm2 nginx curl wrk apache2-utils
+DEB_BINARIES := openssl softhsm2-util nginx curl wrk ab
 
 .PHONY: all venv ext sysdeps test lint typecheck unit run bench clean
 
@@ -55,6 +56,9 @@ run: venv ext
 bench: venv ext sysdeps
 	$(PY) loadtests/bench_core.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_store.py --write docs/benchmarks.md
+	$(PY) loadtests/bench_http.py --write docs/benchmarks.md
+	$(PY) loadtests/bench_hsm.py --write docs/benchmarks.md
+	$(PY) loadtests/bench_crl.py --write docs/benchmarks.md
 
 clean:
 	rm -rf build $(VENV) responder/**/*.so responder/**/*.c ext/*.c .pytest_cache .mypy_cache .ruff_cache .hypothesis
