@@ -14,6 +14,7 @@ import bisect
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -85,10 +86,16 @@ class Shard:
 
     @classmethod
     def from_records(cls, records: Iterable[CertRecord]) -> "Shard":
-        rows = sorted(entry_args(r) for r in records)
-        if not rows:
+        ordered = sorted(records, key=attrgetter("serial"))
+        if not ordered:
             return cls()
-        serials, revoked_at, reasons, invalidity = (list(col) for col in zip(*rows, strict=True))
+        unspecified = RevocationReason.UNSPECIFIED
+        serials = [r.serial for r in ordered]
+        revoked_at = [r.revoked_at for r in ordered]
+        reasons = [
+            -1 if r.reason is None or r.reason is unspecified else int(r.reason) for r in ordered
+        ]
+        invalidity = [-1 if r.invalidity_date is None else r.invalidity_date for r in ordered]
         return cls(serials, entries_codec.encode_entries(serials, revoked_at, reasons, invalidity))
 
     def __len__(self) -> int:
