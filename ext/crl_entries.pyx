@@ -8,46 +8,11 @@ Twin of crlgen/_entries_py.py: identical bytes for identical arguments
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.string cimport memcpy
 
-cdef long long MIN_TIME = -631152000
-cdef long long MAX_TIME = 253402300799LL
+include "der_helpers.pxi"
+
 cdef long long UTC_LIMIT = 2524608000LL
 cdef const unsigned char* REASON_EXT = <const unsigned char*>b"\x30\x0a\x06\x03\x55\x1d\x15\x04\x03\x0a\x01"
 cdef const unsigned char* INVALIDITY_EXT = <const unsigned char*>b"\x30\x18\x06\x03\x55\x1d\x18\x04\x11"
-
-
-cdef inline Py_ssize_t _hdr_len(Py_ssize_t length) except -1:
-    if length < 0x80:
-        return 2
-    if length < 0x100:
-        return 3
-    if length < 0x10000:
-        return 4
-    if length < 0x1000000:
-        return 5
-    if length < 0x100000000:
-        return 6
-    raise ValueError("DER element too long")
-
-
-cdef inline Py_ssize_t _put_hdr(unsigned char* out, int tag, Py_ssize_t length) noexcept:
-    cdef Py_ssize_t n = 1, i
-    out[0] = tag
-    if length < 0x80:
-        out[1] = <unsigned char>length
-        return 2
-    while n < 4 and (length >> (8 * n)) != 0:
-        n += 1
-    out[1] = 0x80 | n
-    for i in range(n):
-        out[2 + i] = (length >> (8 * (n - 1 - i))) & 0xFF
-    return 2 + n
-
-
-cdef inline void _digits(unsigned char* out, long long value, int width) noexcept:
-    cdef int i
-    for i in range(width - 1, -1, -1):
-        out[i] = 48 + value % 10
-        value //= 10
 
 
 cdef int _civil(long long t, long long* f) except -1:

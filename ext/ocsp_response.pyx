@@ -9,47 +9,11 @@ final size first and writes once into a fresh bytes object.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.string cimport memcpy
 
-cdef long long MIN_TIME = -631152000
-cdef long long MAX_TIME = 253402300799LL
+include "der_helpers.pxi"
+
 
 cdef const unsigned char* NONCE_OID = <const unsigned char*>b"\x06\x09\x2b\x06\x01\x05\x05\x07\x30\x01\x02"
 cdef const unsigned char* BASIC_OID = <const unsigned char*>b"\x06\x09\x2b\x06\x01\x05\x05\x07\x30\x01\x01"
-
-
-cdef inline Py_ssize_t _hdr_len(Py_ssize_t length) except -1:
-    if length < 0x80:
-        return 2
-    if length < 0x100:
-        return 3
-    if length < 0x10000:
-        return 4
-    if length < 0x1000000:
-        return 5
-    if length < 0x100000000:
-        return 6
-    raise ValueError("DER element too long")
-
-
-cdef inline Py_ssize_t _put_hdr(unsigned char* out, int tag, Py_ssize_t length) noexcept:
-    # Callers size buffers with _hdr_len first, so length is always encodable.
-    cdef Py_ssize_t n = 1, i
-    out[0] = tag
-    if length < 0x80:
-        out[1] = <unsigned char>length
-        return 2
-    while n < 4 and (length >> (8 * n)) != 0:
-        n += 1
-    out[1] = 0x80 | n
-    for i in range(n):
-        out[2 + i] = (length >> (8 * (n - 1 - i))) & 0xFF
-    return 2 + n
-
-
-cdef inline void _digits(unsigned char* out, long long value, int width):
-    cdef int i
-    for i in range(width - 1, -1, -1):
-        out[i] = 48 + value % 10
-        value //= 10
 
 
 cdef int _put_time(unsigned char* out, long long t) except -1:
