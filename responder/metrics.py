@@ -108,3 +108,8 @@ RESPONDER_RELOAD_FAILURES = Counter(
     "Changed responder certificates/keys that failed the checks and were not used",
     ["issuer"],
 )
+CRL_PUBLISH = Counter(
+    "revocd_crl_publish_total",
+    "CRL publications by result: published, or refused_<check> (the old CRL stays)",
+    ["issuer", "result"],
+)
