@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from responder.ocsp.types import RevocationReason
 from responder.store import Store
 
+from .publish import crl_number as publish_number
+
 MAX_VALIDITY = dt.timedelta(days=10) - dt.timedelta(seconds=1)  # BR 7.2: < 10 days
 
 _FLAGS = {
@@ -34,10 +36,8 @@ _FLAGS = {
 
 
 def crl_number(previous: int | None = None) -> int:
-    """Derived from the clock (so it grows across restarts and store loss), and always
-    above the last published number."""
-    number = time.time_ns() // 1000
-    return max(number, (previous or 0) + 1)
+    """The CRL Number for a CRL made now (see crlgen.publish.crl_number)."""
+    return publish_number(int(time.time()), previous)
 
 
 async def build_full_crl(
