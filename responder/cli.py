@@ -39,6 +39,23 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
 
 
+def _crl(args: argparse.Namespace) -> int:
+    from .config import ConfigError
+    from .service import crl_command
+
+    try:
+        return crl_command(
+            args.config,
+            args.crl_action,
+            getattr(args, "issuer", None),
+            getattr(args, "out", None),
+            getattr(args, "shard", 0),
+        )
+    except ConfigError as exc:
+        print(f"revocd crl: {exc}", file=sys.stderr)
+        return 2
+
+
 def _presign(args: argparse.Namespace) -> int:
     from .config import ConfigError
     from .service import presign_forever
@@ -100,8 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_key_parser(sub)
 
-    crl = sub.add_parser("crl", help="build, run or inspect CRL generation")
-    crl.set_defaults(handler=_not_yet("crl"))
+    crl = sub.add_parser("crl", help="run the CRL generator, or build one CRL")
+    crl_actions = crl.add_subparsers(dest="crl_action", metavar="ACTION", required=True)
+    crl_run = crl_actions.add_parser("run", help="the CRL generator alone (no OCSP)")
+    crl_run.add_argument("-c", "--config", required=True)
+    crl_build = crl_actions.add_parser("build", help="build one CRL from the store into a file")
+    crl_build.add_argument("-c", "--config", required=True)
+    crl_build.add_argument("--issuer", required=True)
+    crl_build.add_argument("--shard", type=int, default=0)
+    crl_build.add_argument("--out", required=True)
+    crl.set_defaults(handler=_crl)
 
     imp = sub.add_parser(
         "import",

@@ -45,6 +45,21 @@ class HsmConfig:
 
 
 @dataclass(frozen=True)
+class CrlConfig:
+    """How an issuer's CRLs are made and where they go."""
+
+    key: Path | None = None  # the issuer's key, which signs its CRLs...
+    hsm: HsmConfig | None = None  # ...or the same key in a PKCS#11 module
+    key_passphrase_file: Path | None = None
+    key_passphrase_env: str | None = None
+    url: str = ""  # full CRL (one shard) or shard URL template with {shard}
+    validity_hours: int = 168
+    republish_hours: int = 72
+    debounce_seconds: float = 2.0
+    retention_days: int | None = None  # None: the policy's default
+
+
+@dataclass(frozen=True)
 class IssuerConfig:
     name: str
     certificate: Path
@@ -62,6 +77,7 @@ class IssuerConfig:
     nonce: str = "echo"
     unknown: str = "unknown"
     hsm: HsmConfig | None = None
+    crl: CrlConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -313,7 +329,63 @@ def _signing_config(
         nonce=nonce,
         unknown=unknown,
         hsm=hsm,
+        crl=_crl_config(table, where, base, issuer.crl_shards),
     )
+
+
+def _crl_config(table: dict[str, Any], where: str, base: Path, shards: int) -> CrlConfig | None:
+    found = _take(table, "crl", where, dict, None)
+    if found is None:
+        return None
+    raw = dict(found)
+    w = f"{where}crl."
+    key = _path(raw, "key", w, base)
+    hsm = _hsm_config(raw, w, base)
+    if (key is None) == (hsm is None):
+        raise ConfigError(f"{w}key: give the issuer's key file or an [hsm] table (one of them)")
+    url = _take(raw, "url", w, str, None)
+    if url is None:
+        raise ConfigError(f"{w}url: required (the CRL URL in the certificates' CRL DP)")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{w}url: must be an http(s) URL")
+    if shards > 1 and "{shard}" not in url:
+        raise ConfigError(f"{w}url: needs {{shard}} with crl_shards = {shards}")
+    try:
+        url.format(shard=0)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(f"{w}url: only {{shard}} may be substituted ({exc})") from None
+    validity = _positive(_take(raw, "validity_hours", w, int, 168), f"{w}validity_hours", 1, 239)
+    republish = _positive(
+        _take(raw, "republish_hours", w, int, min(72, validity // 2 or 1)),
+        f"{w}republish_hours",
+        1,
+        168,
+    )
+    if republish >= validity:
+        raise ConfigError(f"{w}republish_hours: must be less than validity_hours")
+    debounce = raw.pop("debounce_seconds", 2.0)
+    if (
+        isinstance(debounce, bool)
+        or not isinstance(debounce, int | float)
+        or not (0 <= debounce <= 3600)
+    ):
+        raise ConfigError(f"{w}debounce_seconds: must be between 0 and 3600")
+    retention = _take(raw, "retention_days", w, int, None)
+    if retention is not None and not 0 <= retention <= 36500:
+        raise ConfigError(f"{w}retention_days: must be between 0 and 36500")
+    config = CrlConfig(
+        key=key,
+        hsm=hsm,
+        key_passphrase_file=_path(raw, "key_passphrase_file", w, base),
+        key_passphrase_env=_take(raw, "key_passphrase_env", w, str, None),
+        url=url,
+        validity_hours=validity,
+        republish_hours=republish,
+        debounce_seconds=float(debounce),
+        retention_days=retention,
+    )
+    _no_leftovers(raw, w)
+    return config
 
 
 def _hsm_config(table: dict[str, Any], where: str, base: Path) -> HsmConfig | None:

@@ -156,6 +156,12 @@ def write_config(
     digest = hashlib.sha256(token_file.read_text().strip().encode()).hexdigest()
     path = directory / "revocd.toml"
     signing = hsm or 'responder_certificate = "responder.pem"\nresponder_key = "responder.key"\n'
+    crl = (
+        f"\n[issuers.{ISSUER}.crl]\n"
+        'key = "issuer.key"\n'
+        f'url = "http://{host}:{port}/crl/{ISSUER}.crl"\n'
+        "debounce_seconds = 1\n"
+    )
     path.write_text(
         f"""# Written by `revocd demo`; docs/config.md documents every key.
 state_dir = "state"
@@ -178,7 +184,7 @@ certificate = "issuer.pem"
 policy = "tls"
 partitions = 16
 validity_hours = 96
-{signing}"""
+{signing}{crl}"""
     )
     return path
 
@@ -212,17 +218,18 @@ async def populate(running: Running, demo: DemoPKI, certs: int) -> dict[str, int
     return counts
 
 
-async def publish_demo_crl(running: Running, directory: Path, crl_dir: Path | None) -> Path:
-    """The issuer's full CRL, where the certificates' CRL DP points (the data plane's /crl/)."""
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-    from crlgen.basic import build_full_crl, publish_atomically
-
-    assert crl_dir is not None
-    issuer = running.issuers[0]
-    key = load_pem_private_key((directory / "issuer.key").read_bytes(), None)
-    der = await build_full_crl(running.store, ISSUER, issuer.identity.issuer, key)
-    return publish_atomically(crl_dir, f"{ISSUER}.crl", der)
+async def wait_for_crl(path: Path, serial: int, timeout: float = 30.0) -> None:
+    """Until the generator has republished the CRL with the demo's revocations."""
+    with trio.move_on_after(timeout):
+        while True:
+            try:
+                crl = x509.load_der_x509_crl(path.read_bytes())
+                if crl.get_revoked_certificate_by_serial_number(serial) is not None:
+                    return
+            except (OSError, ValueError):
+                pass
+            await trio.sleep(0.1)
+    log.warning("the demo CRL does not list the revoked sample yet")
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -236,7 +243,9 @@ def run_demo(args: argparse.Namespace) -> int:
         counts = await populate(running, demo, args.certs)
         issuer = running.issuers[0]
         signed = await presign_issuer(running.store, issuer)
-        crl_path = await publish_demo_crl(running, directory, config.server.crl_dir)
+        assert config.server.crl_dir is not None
+        crl_path = config.server.crl_dir / f"{ISSUER}.crl"
+        await wait_for_crl(crl_path, demo.samples["revoked"].serial_number)
         d = shlex.quote(str(directory))
         control = f"http://{args.host}:{running.control_port}"
         print(f"revocd demo in {directory}", flush=True)

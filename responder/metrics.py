@@ -113,3 +113,8 @@ CRL_PUBLISH = Counter(
     "CRL publications by result: published, or refused_<check> (the old CRL stays)",
     ["issuer", "result"],
 )
+CRL_LAST_PUBLISHED = Gauge(
+    "revocd_crl_last_published_timestamp_seconds",
+    "When each CRL shard was last published (alert when older than the republish interval)",
+    ["issuer", "shard"],
+)

@@ -11,9 +11,11 @@ import logging
 import multiprocessing
 import resource
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 from cryptography import x509
@@ -37,6 +39,9 @@ from .presign import Presigner, PresignSettings
 from .responder_keys import CertificateWatcher
 from .signing import ResponderConfigError, ResponderIdentity, Signer, SignerError, SoftwareSigner
 from .signing.pkcs11 import Pkcs11KeyRef, Pkcs11Signer
+
+if TYPE_CHECKING:
+    from crlgen.generator import CrlGenerator
 from .store import Store
 from .store.connect import open_configured_store
 
@@ -112,6 +117,47 @@ def raise_fd_limit() -> int:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
+
+
+def crl_signer(issuer: IssuerConfig) -> Signer:
+    """The key that signs an issuer's CRLs (the issuer's own), from a file or an HSM."""
+    assert issuer.crl is not None
+    where = f"issuers.{issuer.name}.crl."
+    crl = issuer.crl
+    try:
+        if crl.hsm is not None:
+            h = crl.hsm
+            ref = Pkcs11KeyRef(
+                h.module,
+                key_label=h.key_label,
+                key_id=h.key_id,
+                token_label=h.token_label,
+                token_serial=h.token_serial,
+                pin_file=h.pin_file,
+                pin_env=h.pin_env,
+            )
+            return Pkcs11Signer(ref, timeout=h.timeout_ms / 1000, queue_size=h.queue_size).start()
+        assert crl.key is not None
+        return SoftwareSigner.from_pem_file(
+            crl.key, passphrase_file=crl.key_passphrase_file, passphrase_env=crl.key_passphrase_env
+        )
+    except SignerError as exc:
+        raise ConfigError(f"{where}{'hsm' if crl.hsm else 'key'}: {exc}") from exc
+
+
+def crl_generator(config: Config, store: Store) -> "CrlGenerator | None":
+    from crlgen.generator import CrlGenerator, issuer_crls
+
+    crl_dir = config.server.crl_dir or config.state_dir / "crl"
+    issuers = []
+    for issuer in config.issuers.values():
+        if issuer.crl is None:
+            continue
+        try:
+            issuers.append(issuer_crls(issuer, crl_signer(issuer), crl_dir))
+        except ValueError as exc:
+            raise ConfigError(f"issuers.{issuer.name}.crl: {exc}") from exc
+    return CrlGenerator(store, issuers) if issuers else None
 
 
 def data_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
@@ -224,6 +270,9 @@ async def run_service(
                 hconf.accesslog = None
                 hconf.errorlog = logging.getLogger("revocd.control.server")
                 nursery.start_soon(CertificateWatcher(issuers).run)
+                crls = crl_generator(config, store)
+                if crls is not None:
+                    await nursery.start(crls.run)
                 if config.presign.enabled:
                     presigner = Presigner(
                         store,
@@ -314,6 +363,47 @@ def presign_forever(config_path: str | Path, once: bool = False) -> int:
                 await presigner.sweep()
             else:
                 await presigner.run()
+
+    try:
+        trio.run(main)
+    except KeyboardInterrupt:
+        log.info("stopped")
+    return 0
+
+
+def crl_command(
+    config_path: str | Path, action: str, issuer: str | None, out: str | None, shard: int
+) -> int:
+    """`revocd crl run` (the generator alone) and `revocd crl build` (one CRL to a file)."""
+    config = load_config(config_path)
+
+    async def main() -> None:
+        async with open_configured_store(config) as store:
+            generator = crl_generator(config, store)
+            if generator is None:
+                raise ConfigError("issuers.<name>.crl: no issuer has a [crl] table")
+            if action == "run":
+                await generator.run()
+                return
+            target = generator.issuers.get(issuer or "")
+            if target is None:
+                raise ConfigError(f"--issuer: {issuer!r} has no [crl] table")
+            await target.load(store)
+            from crlgen.builder import build_crl
+            from crlgen.publish import crl_number
+
+            now = int(time.time())
+            url = target.url(shard)
+            der = await build_crl(
+                target.issuer,
+                target.shards[shard],
+                crl_number(now, None),
+                now,
+                now + target.crl.validity_hours * 3600 - 1,
+                url if target.count > 1 else None,
+            )
+            Path(out or "-").write_bytes(der)
+            log.info("wrote %s: %d entries", out, len(target.shards[shard]))
 
     try:
         trio.run(main)

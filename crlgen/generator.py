@@ -1,0 +1,246 @@
+"""The CRL generator: shards in memory, republished on change and before nextUpdate.
+
+At start it loads every revoked record of each issuer from the store into its shard
+(the shard a certificate got at issuance), publishes every shard, and then:
+
+- follows the store's change notifications: a revocation (or a lifted hold) updates its
+  shard at once and the shard is republished after `debounce_seconds`, so a burst of
+  revocations becomes one CRL;
+- republishes every shard each `republish_hours`, well before nextUpdate (BR 7.2: at least
+  every 7 days, with nextUpdate at most 10 days out);
+- drops an entry only once the certificate has expired, its retention has ended, and it
+  has appeared on a CRL issued after that (RFC 5280 section 3.3);
+- reloads everything from the store when its subscription restarts, since notifications
+  sent meanwhile are lost.
+
+Every publication goes through crlgen.publish's checks; the shard list (CCADB's JSON array
+of CRL URLs) is published next to the CRLs.
+"""
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import trio
+from cryptography import x509
+
+from responder import metrics
+from responder.config import IssuerConfig
+from responder.policy import DEFAULT_CRL_RETENTION
+from responder.signing import Signer
+from responder.store import CertRecord, Status, Store
+
+from .builder import CrlIssuer, Shard, build_crl
+from .publish import Checks, DirectoryOrigin, PublishRefused, crl_number
+
+log = logging.getLogger("revocd.crl")
+
+
+def shard_url(template: str, shard: int) -> str:
+    return template.format(shard=shard)
+
+
+def file_name(url: str) -> str:
+    """The origin file behind a CRL URL: its last path segment."""
+    name = urlsplit(url).path.rsplit("/", 1)[-1]
+    if not name or name.startswith("."):
+        raise ValueError(f"CRL URL {url!r} does not end in a file name")
+    return name
+
+
+@dataclass
+class IssuerCrls:
+    """Every CRL of one issuer."""
+
+    config: IssuerConfig
+    signer: Signer
+    origin: DirectoryOrigin
+    shards: dict[int, Shard] = field(default_factory=dict)
+    not_after: dict[int, int | None] = field(default_factory=dict)
+    dropped: set[int] = field(default_factory=set)
+    dirty: set[int] = field(default_factory=set)
+    published_at: dict[int, int] = field(default_factory=dict)
+    wake: trio.Event = field(default_factory=trio.Event)
+
+    def __post_init__(self) -> None:
+        assert self.config.cert is not None and self.config.crl is not None
+        self.crl = self.config.crl
+        self.issuer = CrlIssuer(self.config.cert, self.signer)
+        self.count = max(1, self.config.crl_shards)
+        retention = self.crl.retention_days
+        self.retention = (
+            retention * 86400
+            if retention is not None
+            else DEFAULT_CRL_RETENTION[self.config.policy]
+        )
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def url(self, shard: int) -> str:
+        return shard_url(self.crl.url, shard)
+
+    def shard_of(self, record: CertRecord) -> int:
+        return record.crl_shard % self.count
+
+    async def load(self, store: Store) -> None:
+        by_shard: dict[int, list[CertRecord]] = {n: [] for n in range(self.count)}
+        self.not_after.clear()
+        async for record in store.revoked_records(self.name):
+            by_shard[self.shard_of(record)].append(record)
+            self.not_after[record.serial] = record.not_after
+        self.shards = {n: Shard.from_records(records) for n, records in by_shard.items()}
+        self.dirty = set(range(self.count))
+        # Entries on the published CRLs that the store no longer lists as revoked (a hold
+        # lifted while this generator was away) may leave; anything else must stay.
+        listed = set(self.not_after)
+        gone: list[int] = []
+        for shard in range(self.count):
+            published = self.origin.current(file_name(self.url(shard)))
+            if published is not None:
+                gone += [
+                    e.serial_number
+                    for e in x509.load_der_x509_crl(published)
+                    if e.serial_number not in listed
+                ]
+        if gone:
+            records = await store.get_records(self.name, gone)
+            self.dropped |= {s for s in gone if s in records and records[s].status is Status.GOOD}
+
+    def apply(self, serial: int, record: CertRecord | None) -> None:
+        """A status change: the revoked entry is added or replaced, a lifted hold removed."""
+        if record is not None and record.status is Status.REVOKED:
+            n = self.shard_of(record)
+            self.shards[n].upsert(record)
+            self.not_after[serial] = record.not_after
+            self.dropped.discard(serial)
+            self.dirty.add(n)
+        else:
+            n = self.shard_of(record) if record is not None else serial % self.count
+            if self.shards[n].remove(serial):
+                self.dropped.add(serial)
+                self.not_after.pop(serial, None)
+                self.dirty.add(n)
+        self.wake.set()
+
+    def prune(self, shard: int) -> None:
+        """Drop entries past expiry + retention that a CRL issued after that has carried."""
+        last = self.published_at.get(shard)
+        if last is None:
+            return
+        for serial in list(self.shards[shard].serials):
+            not_after = self.not_after.get(serial)
+            if not_after is not None and not_after + self.retention < last:
+                self.shards[shard].remove(serial)
+                self.not_after.pop(serial, None)
+                self.dropped.add(serial)
+
+    async def publish(self, shard: int) -> bool:
+        self.prune(shard)
+        url = self.url(shard)
+        name = file_name(url)
+        now = int(time.time())
+        previous = self.origin.current(name)
+        previous_number = None
+        if previous is not None:
+            try:
+                previous_number = (
+                    x509.load_der_x509_crl(previous)
+                    .extensions.get_extension_for_class(x509.CRLNumber)
+                    .value.crl_number
+                )
+            except (ValueError, x509.ExtensionNotFound):
+                previous_number = None
+        idp = url if self.count > 1 else None
+        der = await build_crl(
+            self.issuer,
+            self.shards[shard],
+            crl_number(now, previous_number),
+            now,
+            now + self.crl.validity_hours * 3600 - 1,
+            idp,
+        )
+        checks = Checks(may_drop=lambda serial: serial in self.dropped)
+        try:
+            self.origin.publish(self.name, name, der, self.config.cert.public_key(), checks)  # type: ignore[union-attr, arg-type]
+        except PublishRefused:
+            return False
+        self.published_at[shard] = now
+        self.dirty.discard(shard)
+        metrics.CRL_LAST_PUBLISHED.labels(self.name, str(shard)).set(now)
+        return True
+
+    def publish_index(self) -> None:
+        """The JSON array of this issuer's CRL URLs (CCADB's format for sharded CRLs)."""
+        urls = [self.url(n) for n in range(self.count)]
+        target = self.origin.directory / f"{self.name}.crls.json"
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(json.dumps(urls, indent=1) + "\n")
+        os.replace(tmp, target)
+
+
+class CrlGenerator:
+    """Owned by `revocd serve` (or `revocd crl run`); runs in the caller's nursery."""
+
+    def __init__(self, store: Store, issuers: list[IssuerCrls]) -> None:
+        self.store = store
+        self.issuers = {i.name: i for i in issuers}
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await self.publish_all(reload=True)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._follow_changes)
+            for issuer in self.issuers.values():
+                issuer.publish_index()
+                nursery.start_soon(self._debounced, issuer)
+                nursery.start_soon(self._periodic, issuer)
+            task_status.started()
+
+    async def publish_all(self, reload: bool = False) -> None:
+        for issuer in self.issuers.values():
+            if reload:
+                await issuer.load(self.store)
+            for shard in range(issuer.count):
+                await issuer.publish(shard)
+
+    async def _debounced(self, issuer: IssuerCrls) -> None:
+        while True:
+            await issuer.wake.wait()
+            await trio.sleep(issuer.crl.debounce_seconds)
+            issuer.wake = trio.Event()
+            for shard in sorted(issuer.dirty):
+                await issuer.publish(shard)
+
+    async def _periodic(self, issuer: IssuerCrls) -> None:
+        while True:
+            await trio.sleep(issuer.crl.republish_hours * 3600)
+            for shard in range(issuer.count):
+                await issuer.publish(shard)
+
+    async def _follow_changes(self) -> None:
+        first = True
+        while True:
+            try:
+                async with self.store.subscribe_changes() as changes:
+                    if not first:  # notifications may have been lost: resynchronise
+                        await self.publish_all(reload=True)
+                    first = False
+                    async for change in changes:
+                        issuer = self.issuers.get(change.issuer)
+                        if issuer is None:
+                            continue
+                        record = await self.store.get_record(change.issuer, change.serial)
+                        issuer.apply(change.serial, record)
+            except Exception as exc:  # keep following; the periodic pass republishes anyway
+                metrics.CRL_PUBLISH.labels("*", "feed_lost").inc()
+                log.warning("CRL generator lost the change feed (%s); retrying", exc)
+            await trio.sleep(0.5)
+
+
+def issuer_crls(config: IssuerConfig, signer: Signer, crl_dir: Path) -> IssuerCrls:
+    return IssuerCrls(config, signer, DirectoryOrigin(crl_dir))

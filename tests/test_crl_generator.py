@@ -1,0 +1,146 @@
+"""The CRL generator inside `revocd serve`: shards published at start, a pushed revocation
+in its shard's CRL within seconds, a lifted hold leaving it, and `revocd crl build`."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from .conftest import openssl
+from .served import now_iso, start_served
+from .service_helpers import get, split_response
+
+SHARDS = 4
+URL = "http://crl.revocd.test/alpha-{shard}.crl"
+
+
+@pytest.fixture(scope="module")
+def crl_served(tmp_path_factory, test_pki):
+    d = tmp_path_factory.mktemp("crlgen") / "svc"
+    d.mkdir()
+    (d / "alpha.key").write_bytes(test_pki.issuer.key_pem)
+    alpha = (
+        f'policy = "smime"\ncrl_shards = {SHARDS}\n\n[issuers.alpha.crl]\n'
+        f'key = "alpha.key"\nurl = "{URL}"\ndebounce_seconds = 0.3\n'
+    )
+    s = start_served(d, test_pki, workers=1, alpha_extra=alpha)
+    yield s
+    assert s.proc.stop() == 0, s.proc.output
+
+
+def published(s, shard):
+    return (s.dir / "state" / "crl" / f"alpha-{shard}.crl").read_bytes()
+
+
+def listed(der, serial):
+    return x509.load_der_x509_crl(der).get_revoked_certificate_by_serial_number(serial) is not None
+
+
+def number(der):
+    crl = x509.load_der_x509_crl(der)
+    return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+
+
+def wait_until(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return time.monotonic()
+
+
+def test_every_shard_and_the_list_are_published(crl_served, test_pki, tmp_path):
+    for shard in range(SHARDS):
+        der = published(crl_served, shard)
+        crl = x509.load_der_x509_crl(der)
+        idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint)
+        assert idp.critical and idp.value.full_name[0].value == URL.format(shard=shard)
+        pem = tmp_path / f"{shard}.pem"
+        pem.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+        out = openssl("crl", "-in", pem, "-noout", "-CAfile", test_pki.path("issuer.pem"))
+        assert "verify OK" in out.stdout + out.stderr
+    urls = json.loads((crl_served.dir / "state" / "crl" / "alpha.crls.json").read_text())
+    assert urls == [URL.format(shard=n) for n in range(SHARDS)]
+    status, headers, body = split_response(get(crl_served.port, "/crl/alpha-2.crl"))
+    assert status == 200 and headers["content-type"] == "application/pkix-crl"
+    assert body == published(crl_served, 2)
+
+
+def test_pushed_revocation_reaches_its_shard_within_seconds(crl_served):
+    serial = 0xC0FFEE01
+    shard = serial % SHARDS
+    before = number(published(crl_served, shard))
+    assert (
+        crl_served.push(
+            {
+                "type": "issued",
+                "issuer": "alpha",
+                "serial": format(serial, "x"),
+                "not_after": now_iso(86400 * 30),
+            }
+        )[0]
+        == 200
+    )
+    pushed = time.monotonic()
+    assert (
+        crl_served.push(
+            {
+                "type": "revoked",
+                "issuer": "alpha",
+                "serial": format(serial, "x"),
+                "revoked_at": now_iso(),
+                "reason": "keyCompromise",
+            }
+        )[0]
+        == 200
+    )
+    seen = wait_until(lambda: listed(published(crl_served, shard), serial))
+    assert seen - pushed < 5  # the issue's bound; the debounce here is 0.3 s
+    after = published(crl_served, shard)
+    assert number(after) > before
+    for other in set(range(SHARDS)) - {shard}:
+        assert not listed(published(crl_served, other), serial)
+
+
+def test_lifted_hold_leaves_the_crl(crl_served):
+    serial = 0xC0FFEE05
+    shard = serial % SHARDS
+    base = {"issuer": "alpha", "serial": format(serial, "x")}
+    crl_served.push({"type": "issued", **base, "not_after": now_iso(86400 * 30)})
+    crl_served.push(
+        {"type": "revoked", **base, "revoked_at": now_iso(), "reason": "certificateHold"}
+    )
+    wait_until(lambda: listed(published(crl_served, shard), serial))
+    assert crl_served.push({"type": "unrevoked", **base})[0] == 200
+    wait_until(lambda: not listed(published(crl_served, shard), serial))
+
+
+def test_crl_build_one_shot(crl_served, test_pki, tmp_path):
+    out = tmp_path / "one.crl"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "responder",
+            "crl",
+            "build",
+            "-c",
+            str(crl_served.dir / "revocd.toml"),
+            "--issuer",
+            "alpha",
+            "--shard",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    crl = x509.load_der_x509_crl(out.read_bytes())
+    assert crl.is_signature_valid(test_pki.issuer.cert.public_key())
