@@ -19,7 +19,6 @@ of CRL URLs) is published next to the CRLs.
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,7 @@ from responder.signing import Signer
 from responder.store import CertRecord, Status, Store
 
 from .builder import CrlIssuer, Shard, build_crl
-from .publish import Checks, DirectoryOrigin, PublishRefused, crl_number
+from .publish import Checks, DirectoryOrigin, PublishRefused, S3Origin, crl_number
 
 log = logging.getLogger("revocd.crl")
 
@@ -59,6 +58,7 @@ class IssuerCrls:
     config: IssuerConfig
     signer: Signer
     origin: DirectoryOrigin
+    s3: S3Origin | None = None
     shards: dict[int, Shard] = field(default_factory=dict)
     not_after: dict[int, int | None] = field(default_factory=dict)
     dropped: set[int] = field(default_factory=set)
@@ -166,10 +166,20 @@ class IssuerCrls:
             idp,
         )
         checks = Checks(may_drop=lambda serial: serial in self.dropped)
+        key = self.config.cert.public_key()  # type: ignore[union-attr]
         try:
-            self.origin.publish(self.name, name, der, self.config.cert.public_key(), checks)  # type: ignore[union-attr, arg-type]
+            self.origin.publish(self.name, name, der, key, checks)  # type: ignore[arg-type]
         except PublishRefused:
             return False
+        if self.s3 is not None:
+            try:
+                await trio.to_thread.run_sync(self.s3.publish, self.name, name, der, key, checks)  # type: ignore[arg-type]
+            except PublishRefused:
+                return False
+            except Exception as exc:  # storage unreachable: the next publication retries
+                metrics.CRL_PUBLISH.labels(self.name, "s3_error").inc()
+                log.error("CRL %s for %s not written to S3: %s", name, self.name, exc)
+                return False
         self.published_at[shard] = now
         self.dirty.discard(shard)
         metrics.CRL_LAST_PUBLISHED.labels(self.name, str(shard)).set(now)
@@ -178,10 +188,13 @@ class IssuerCrls:
     def publish_index(self) -> None:
         """The JSON array of this issuer's CRL URLs (CCADB's format for sharded CRLs)."""
         urls = [self.url(n) for n in range(self.count)]
-        target = self.origin.directory / f"{self.name}.crls.json"
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(json.dumps(urls, indent=1) + "\n")
-        os.replace(tmp, target)
+        data = (json.dumps(urls, indent=1) + "\n").encode()
+        self.origin.put(f"{self.name}.crls.json", data)
+        if self.s3 is not None:
+            try:
+                self.s3.put(f"{self.name}.crls.json", data)
+            except Exception as exc:  # written again at the next start
+                log.error("CRL list for %s not written to S3: %s", self.name, exc)
 
 
 class CrlGenerator:
@@ -243,4 +256,9 @@ class CrlGenerator:
 
 
 def issuer_crls(config: IssuerConfig, signer: Signer, crl_dir: Path) -> IssuerCrls:
-    return IssuerCrls(config, signer, DirectoryOrigin(crl_dir))
+    crl = config.crl
+    assert crl is not None
+    s3 = None
+    if crl.s3_bucket:
+        s3 = S3Origin(crl.s3_bucket, crl.s3_prefix, crl.s3_endpoint_url, crl.s3_region)
+    return IssuerCrls(config, signer, DirectoryOrigin(crl_dir), s3)

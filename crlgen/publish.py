@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
@@ -116,6 +117,28 @@ def check_crl(
     return warnings
 
 
+def _checked(
+    issuer: str,
+    name: str,
+    der: bytes,
+    issuer_key: CertificateIssuerPublicKeyTypes,
+    current: bytes | None,
+    checks: Checks,
+    origin: str,
+) -> None:
+    try:
+        for warning in check_crl(der, issuer_key, current, checks):
+            log.warning("CRL %s for %s: %s", name, issuer, warning)
+    except PublishRefused as exc:
+        refused(issuer, name, exc, origin)
+        raise
+
+
+def refused(issuer: str, name: str, exc: PublishRefused, origin: str) -> None:
+    metrics.CRL_PUBLISH.labels(issuer, f"refused_{exc.check}").inc()
+    log.error("CRL %s for %s not published to %s: %s", name, issuer, origin, exc)
+
+
 class DirectoryOrigin:
     """A directory a web server or the data plane serves: atomic write and rename."""
 
@@ -138,20 +161,98 @@ class DirectoryOrigin:
         checks: Checks,
     ) -> Path:
         """Check against what is published now, then replace it whole; raise on refusal."""
-        try:
-            for warning in check_crl(der, issuer_key, self.current(name), checks):
-                log.warning("CRL %s for %s: %s", name, issuer, warning)
-        except PublishRefused as exc:
-            metrics.CRL_PUBLISH.labels(issuer, f"refused_{exc.check}").inc()
-            log.error("CRL %s for %s not published: %s", name, issuer, exc)
-            raise
-        target = self.directory / name
-        tmp = self.directory / f".{name}.tmp"
-        with tmp.open("wb") as f:
-            f.write(der)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        _checked(issuer, name, der, issuer_key, self.current(name), checks, "directory")
+        target = self.put(name, der)
         metrics.CRL_PUBLISH.labels(issuer, "published").inc()
         log.info("CRL %s for %s published (%d bytes)", name, issuer, len(der))
         return target
+
+    def put(self, name: str, data: bytes) -> Path:
+        target = self.directory / name
+        tmp = self.directory / f".{name}.tmp"
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+        return target
+
+
+class S3Origin:
+    """S3-compatible object storage. Every write is conditional on what was read: If-Match
+    the ETag of the CRL the checks compared against (If-None-Match * for the first), so of
+    two generators racing, one wins and the other is refused rather than overwriting."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        client: Any = None,
+    ) -> None:
+        import boto3
+
+        self.bucket = bucket
+        self.prefix = prefix
+        self.client: Any = client or boto3.client(
+            "s3", endpoint_url=endpoint_url, region_name=region
+        )
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def current_with_etag(self, name: str) -> tuple[bytes, str] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            found = self.client.get_object(Bucket=self.bucket, Key=self._key(name))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        return found["Body"].read(), found["ETag"]
+
+    def current(self, name: str) -> bytes | None:
+        found = self.current_with_etag(name)
+        return None if found is None else found[0]
+
+    def publish(
+        self,
+        issuer: str,
+        name: str,
+        der: bytes,
+        issuer_key: CertificateIssuerPublicKeyTypes,
+        checks: Checks,
+    ) -> str:
+        from botocore.exceptions import ClientError
+
+        found = self.current_with_etag(name)
+        _checked(issuer, name, der, issuer_key, found[0] if found else None, checks, "s3")
+        condition = {"IfMatch": found[1]} if found else {"IfNoneMatch": "*"}
+        try:
+            put = self.client.put_object(
+                Bucket=self.bucket,
+                Key=self._key(name),
+                Body=der,
+                ContentType="application/pkix-crl",
+                CacheControl="max-age=300, public, no-transform",
+                **condition,
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+                error = PublishRefused("race", "another generator published this CRL first")
+                refused(issuer, name, error, "s3")
+                raise error from None
+            raise
+        metrics.CRL_PUBLISH.labels(issuer, "published").inc()
+        log.info(
+            "CRL %s for %s published to s3://%s/%s", name, issuer, self.bucket, self._key(name)
+        )
+        etag: str = put["ETag"]
+        return etag
+
+    def put(self, name: str, data: bytes) -> None:
+        self.client.put_object(
+            Bucket=self.bucket, Key=self._key(name), Body=data, ContentType="application/json"
+        )

@@ -57,6 +57,10 @@ class CrlConfig:
     republish_hours: int = 72
     debounce_seconds: float = 2.0
     retention_days: int | None = None  # None: the policy's default
+    s3_bucket: str | None = None  # also publish to S3-compatible storage
+    s3_prefix: str = ""
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
 
 
 @dataclass(frozen=True)
@@ -383,6 +387,10 @@ def _crl_config(table: dict[str, Any], where: str, base: Path, shards: int) -> C
         republish_hours=republish,
         debounce_seconds=float(debounce),
         retention_days=retention,
+        s3_bucket=_take(raw, "s3_bucket", w, str, None),
+        s3_prefix=_take(raw, "s3_prefix", w, str, ""),
+        s3_endpoint_url=_take(raw, "s3_endpoint_url", w, str, None),
+        s3_region=_take(raw, "s3_region", w, str, None),
     )
     _no_leftovers(raw, w)
     return config

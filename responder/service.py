@@ -160,6 +160,18 @@ def crl_generator(config: Config, store: Store) -> "CrlGenerator | None":
     return CrlGenerator(store, issuers) if issuers else None
 
 
+def crl_schedule(config: Config) -> dict[str, int]:
+    """CRL file name -> seconds between its planned publications."""
+    from crlgen.generator import file_name, shard_url
+
+    out = {}
+    for issuer in config.issuers.values():
+        if issuer.crl is not None:
+            for shard in range(max(1, issuer.crl_shards)):
+                out[file_name(shard_url(issuer.crl.url, shard))] = issuer.crl.republish_hours * 3600
+    return out
+
+
 def data_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -196,7 +208,9 @@ async def run_data_plane(
         nursery.start_soon(follow_changes, store, cache)
         chain = build_chain(issuers, cache, store, batcher, nursery)
         crl_dir = config.server.crl_dir
-        plane = DataPlane(chain, config.server.ocsp_path, crl_dir, cache=cache)
+        plane = DataPlane(
+            chain, config.server.ocsp_path, crl_dir, cache=cache, crl_republish=crl_schedule(config)
+        )
         limits = config.server.limits
         server = HttpServer(
             plane,

@@ -71,11 +71,28 @@ def _walk(data: bytes, pos: int, end: int) -> None:
         pos += hdr + n
 
 
+def _explicit_tags_constructed(seq) -> None:
+    """asn1crypto accepts a primitive encoding of an EXPLICIT tag; DER does not (X.690 8.14)."""
+    data = seq.contents or b""
+    pos = 0
+    while pos < len(data):
+        tag, first = data[pos], data[pos + 1]
+        if tag & 0xC0 == 0x80 and not tag & 0x20:
+            raise Rejected("explicit tag in primitive form")
+        if first < 0x80:
+            hdr, n = 2, first
+        else:
+            k = first & 0x7F
+            hdr, n = 2 + k, int.from_bytes(data[pos + 2 : pos + 2 + k], "big")
+        pos += hdr + n
+
+
 def _fields_only(seq) -> None:
     """asn1crypto keeps unmatched trailing children instead of rejecting them; DER does not."""
     seq[seq._fields[0][0]]  # forces the children to be parsed
     if len(seq.children) > len(seq._fields):
         raise Rejected(f"unexpected element in {type(seq).__name__}")
+    _explicit_tags_constructed(seq)
 
 
 def _oid_ok(oid: core.ObjectIdentifier) -> None:

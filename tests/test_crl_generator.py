@@ -68,6 +68,9 @@ def test_every_shard_and_the_list_are_published(crl_served, test_pki, tmp_path):
     status, headers, body = split_response(get(crl_served.port, "/crl/alpha-2.crl"))
     assert status == 200 and headers["content-type"] == "application/pkix-crl"
     assert body == published(crl_served, 2)
+    # caches keep it at most until the next planned publication, and at most an hour
+    max_age = int(headers["cache-control"].split("max-age=")[1].split(",")[0])
+    assert 0 < max_age <= 3600
 
 
 def test_pushed_revocation_reaches_its_shard_within_seconds(crl_served):

@@ -168,3 +168,18 @@ def test_openssl_shaped_requests(test_pki, tmp_path):
         assert _request_py.decode_request(req.read_bytes()).cert_ids[1].serial == (
             test_pki.leaves["extra"].cert.serial_number
         )
+
+
+def test_primitive_explicit_tag_is_rejected():
+    """Found by hypothesis: [1] requestorName in primitive form (0x81). asn1crypto accepts
+    it; DER requires an EXPLICIT tag to be constructed, and both twins reject it."""
+    data = bytes.fromhex(
+        "308180307e8104a4023000307630743072300b06096086480165030402010420"
+        + "00" * 32
+        + "0420"
+        + "00" * 32
+        + "021f01"
+        + "00" * 30
+    )
+    _check(data)
+    assert _run(_request_py.decode_request, data)[0] == "malformed"

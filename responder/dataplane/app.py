@@ -74,6 +74,9 @@ class DataPlane:
     crl_prefix: str = "/crl/"
     crl_max_age: int = 3600
     cache: AnswerCache | None = None
+    # CRL file name -> seconds between planned publications, so caches keep a CRL at most
+    # until the next planned one (and at most crl_max_age, since changes publish earlier)
+    crl_republish: dict[str, int] = field(default_factory=dict)
     _fast_counts: dict[str, int] = field(default_factory=dict)
 
     async def flush_metrics(self, interval: float = 1.0) -> None:
@@ -188,6 +191,12 @@ class DataPlane:
             return Response(304, headers, raw_headers=answer.header_block)
         return Response(200, headers, answer.der, head_only=head, raw_headers=answer.header_block)
 
+    def _crl_age(self, name: str, mtime: int) -> int:
+        interval = self.crl_republish.get(name)
+        if interval is None:
+            return self.crl_max_age
+        return max(0, min(self.crl_max_age, mtime + interval - int(time.time())))
+
     def _file(self, request: Request, name: str) -> Response:
         assert self.crl_dir is not None
         if not name or "/" in name or name.startswith("."):
@@ -210,7 +219,7 @@ class DataPlane:
             (b"ETag", etag),
             (
                 b"Cache-Control",
-                b"max-age=%d, public, no-transform, must-revalidate" % self.crl_max_age,
+                b"max-age=%d, public, no-transform, must-revalidate" % self._crl_age(name, mtime),
             ),
         ]
         if _not_modified(request, etag, mtime):
