@@ -147,3 +147,65 @@ def test_crl_build_one_shot(crl_served, test_pki, tmp_path):
     assert done.returncode == 0, done.stderr
     crl = x509.load_der_x509_crl(out.read_bytes())
     assert crl.is_signature_valid(test_pki.issuer.cert.public_key())
+
+
+def _issuer_crls(test_pki, tmp_path, policy):
+    from crlgen.builder import Shard
+    from crlgen.generator import issuer_crls
+    from responder.config import CrlConfig, IssuerConfig
+    from responder.ocsp.types import RevocationReason
+    from responder.policy import Policy
+    from responder.signing import SoftwareSigner
+    from responder.store import CertRecord, Status
+
+    config = IssuerConfig(
+        "ret",
+        tmp_path / "i.pem",
+        Policy(policy),
+        crl_shards=1,
+        cert=test_pki.issuer.cert,
+        crl=CrlConfig(key=tmp_path / "k", url="http://x.test/ret.crl"),
+    )
+    crls = issuer_crls(config, SoftwareSigner(test_pki.issuer.key), tmp_path / "crl")
+    now = int(time.time())
+    expired = CertRecord(
+        11,
+        Status.REVOKED,
+        now - 86400,
+        2,
+        now,
+        0,
+        revoked_at=now - 90000,
+        reason=RevocationReason.KEY_COMPROMISE,
+    )
+    valid = CertRecord(
+        12,
+        Status.REVOKED,
+        now + 86400,
+        2,
+        now,
+        0,
+        revoked_at=now - 90000,
+        reason=RevocationReason.KEY_COMPROMISE,
+    )
+    crls.shards = {0: Shard.from_records([expired, valid])}
+    crls.not_after = {11: expired.not_after, 12: valid.not_after}
+    return crls, now
+
+
+def test_expired_entry_leaves_after_one_crl_past_expiry(test_pki, tmp_path):
+    """RFC 5280 section 3.3: an entry stays until it appeared on one CRL after expiry."""
+    crls, now = _issuer_crls(test_pki, tmp_path, "tls")
+    crls.prune(0)  # nothing published yet: it stays
+    assert crls.shards[0].serials == [11, 12]
+    crls.published_at[0] = now  # a CRL issued after the certificate expired carried it
+    crls.prune(0)
+    assert crls.shards[0].serials == [12] and 11 in crls.dropped
+
+
+def test_code_signing_keeps_entries_for_ten_years(test_pki, tmp_path):
+    crls, now = _issuer_crls(test_pki, tmp_path, "code_signing")
+    crls.published_at[0] = now
+    crls.prune(0)
+    assert crls.shards[0].serials == [11, 12]
+    assert crls.retention == 10 * 365 * 86400
