@@ -215,6 +215,11 @@ async def populate(running: Running, demo: DemoPKI, certs: int) -> dict[str, int
     for start in range(0, len(events), 10_000):
         for result in await running.ingest.submit(events[start : start + 10_000]):
             counts[result.result] += 1
+    # For load generators (loadtests/locustfile.py): what was issued, what was revoked.
+    revoked_set = set(revoke)
+    (demo.directory / "serials.txt").write_text(
+        "".join(f"{s:x} {'revoked' if s in revoked_set else 'good'}\n" for s in serials)
+    )
     return counts
 
 

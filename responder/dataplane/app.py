@@ -134,6 +134,8 @@ class DataPlane:
                 return _plain(405, b"method not allowed", [(b"Allow", b"GET, HEAD")])
             return self._file(request, path[len(self.crl_prefix) :])
         if method == b"POST":
+            if path.rstrip("/") != self.ocsp_prefix.rstrip("/"):
+                return _plain(404, b"not found")
             return await self._ocsp(request, "POST", lambda: decode_request(request.body), None)
         if method in (b"GET", b"HEAD"):
             if path == self.ocsp_prefix.rstrip("/") or path == "/":
