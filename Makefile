@@ -54,11 +54,13 @@ run: venv ext
 	$(VENV)/bin/revocd demo $(DEMO_ARGS)
 
 bench: venv ext sysdeps
+	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) loadtests/bench_core.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_store.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_http.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_hsm.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_crl.py --write docs/benchmarks.md
+	$(PY) loadtests/bench_scaling.py --write docs/benchmarks.md --plots docs/plots
 
 clean:
 	rm -rf build $(VENV) responder/**/*.so responder/**/*.c ext/*.c .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -90,7 +90,7 @@ class LimitsConfig:
     max_body_bytes: int = 10 * 1024
     header_timeout: float = 10.0
     idle_timeout: float = 30.0
-    max_connections: int = 20_000
+    max_connections: int = 16_384
 
 
 @dataclass(frozen=True)
@@ -448,7 +448,7 @@ def _server_config(table: dict[str, Any], base: Path, state_dir: Path) -> Server
         max_body_bytes=_limit(limits_raw, "max_body_bytes", 10240, 512, 1 << 20),
         header_timeout=float(_limit(limits_raw, "header_timeout_seconds", 10, 1, 300)),
         idle_timeout=float(_limit(limits_raw, "idle_timeout_seconds", 30, 1, 3600)),
-        max_connections=_limit(limits_raw, "max_connections", 20000, 1, 1_000_000),
+        max_connections=_limit(limits_raw, "max_connections", 16384, 1, 1_000_000),
     )
     _no_leftovers(limits_raw, "server.limits.")
     ocsp_path = _take(table, "ocsp_path", w, str, "/")

@@ -28,7 +28,7 @@ class Limits:
     max_body_bytes: int = 10 * 1024
     header_timeout: float = 10.0
     idle_timeout: float = 30.0
-    max_connections: int = 20_000
+    max_connections: int = 16_384
     max_pipelined: int = 64
 
 
