@@ -10,18 +10,6 @@ from . import __version__
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _not_yet(name: str) -> Handler:
-    def run(args: argparse.Namespace) -> int:
-        print(
-            f"revocd {name}: not available in revocd {__version__} yet "
-            "(see the README for what this version does)",
-            file=sys.stderr,
-        )
-        return 2
-
-    return run
-
-
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -139,8 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("path", help="index.txt, CRL file (DER or PEM), or certificate directory")
     imp.set_defaults(handler=_import)
 
-    push = sub.add_parser("push", help="push issued/revoked events to a control plane")
-    push.set_defaults(handler=_not_yet("push"))
+    from .pushcmd import add_parser as add_push_parser
+
+    add_push_parser(sub)
     return parser
 
 

@@ -1,5 +1,6 @@
 """The revocd command: --help, --version, subcommands, and the demo as far as this version goes."""
 
+import json
 import subprocess
 import sys
 
@@ -29,10 +30,78 @@ def test_help_lists_subcommands():
         assert command in out.stdout
 
 
-def test_unbuilt_subcommand_says_so():
-    out = _revocd("push")
-    assert out.returncode == 2
-    assert "not available" in out.stderr
+def test_push_needs_a_token_and_an_event(tmp_path):
+    out = _revocd(
+        "push",
+        "--url",
+        "http://127.0.0.1:1",
+        "--type",
+        "issued",
+        "--issuer",
+        "x",
+        "--serial",
+        "1",
+        "--not-after",
+        "2030-01-01T00:00:00Z",
+    )
+    assert out.returncode == 2 and "token" in out.stderr
+    (tmp_path / "t").write_text("secret")
+    out = _revocd("push", "--url", "http://127.0.0.1:1", "--token-file", str(tmp_path / "t"))
+    assert out.returncode == 2 and "--type" in out.stderr
+
+
+def test_push_to_the_demo(demo, tmp_path):
+    serial = "5eed0c11"
+    token = str(demo.dir / "control-token")
+    out = _revocd(
+        "push",
+        "--url",
+        demo.control,
+        "--token-file",
+        token,
+        "--type",
+        "issued",
+        "--issuer",
+        "demo",
+        "--serial",
+        serial,
+        "--not-after",
+        "2030-01-01T00:00:00Z",
+    )
+    assert out.returncode == 0, out.stderr
+    assert '"applied":1' in out.stdout
+    events = tmp_path / "e.json"
+    events.write_text(
+        json.dumps(
+            [
+                {
+                    "type": "revoked",
+                    "issuer": "demo",
+                    "serial": serial,
+                    "revoked_at": "2026-01-01T00:00:00Z",
+                    "reason": "superseded",
+                }
+            ]
+        )
+    )
+    out = _revocd("push", "--url", demo.control, "--token-file", token, "--file", str(events))
+    assert out.returncode == 0 and '"applied":1' in out.stdout
+    out = _revocd(
+        "push",
+        "--url",
+        demo.control,
+        "--token-file",
+        token,
+        "--type",
+        "revoked",
+        "--issuer",
+        "demo",
+        "--serial",
+        serial,
+        "--reason",
+        "certificateHold",
+    )
+    assert out.returncode == 1 and "certificateHold is not allowed" in out.stdout
 
 
 BLOCK_COMPILED = """
