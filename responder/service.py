@@ -10,6 +10,7 @@ import contextlib
 import logging
 import multiprocessing
 import resource
+import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -117,6 +118,16 @@ def raise_fd_limit() -> int:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
+
+
+async def _stop_on_sigterm(scope: trio.CancelScope) -> None:
+    """SIGTERM (systemd, container runtimes) stops revocd as cleanly as Ctrl-C: the
+    nursery unwinds, so the embedded store and the workers are stopped too."""
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async for _ in signals:
+            log.info("SIGTERM: stopping")
+            scope.cancel()
+            return
 
 
 def crl_signer(issuer: IssuerConfig) -> Signer:
@@ -283,6 +294,7 @@ async def run_service(
                 hconf.bind = [f"{config.control.host}:{config.control.port}"]
                 hconf.accesslog = None
                 hconf.errorlog = logging.getLogger("revocd.control.server")
+                nursery.start_soon(_stop_on_sigterm, nursery.cancel_scope)
                 nursery.start_soon(CertificateWatcher(issuers).run)
                 crls = crl_generator(config, store)
                 if crls is not None:

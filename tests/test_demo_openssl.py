@@ -176,3 +176,17 @@ def test_demo_publishes_a_crl_openssl_accepts(demo, tmp_path):
     assert revoked.returncode != 0 and "certificate revoked" in revoked.stdout + revoked.stderr
     good = openssl("verify", *chain, demo.cert("good"))
     assert good.stdout.strip().endswith("OK")
+
+
+def test_sigterm_stops_everything(tmp_path):
+    """systemd and container runtimes stop services with SIGTERM: the embedded store goes too."""
+    import signal
+
+    from .service_helpers import start_demo
+
+    d = start_demo(tmp_path / "term", certs=10)
+    port_file = d.dir / "state" / "valkey" / "port"
+    assert port_file.exists()
+    d.proc.process.send_signal(signal.SIGTERM)
+    assert d.proc.process.wait(30) == 0, d.proc.output
+    assert not port_file.exists()  # the embedded valkey-server was stopped, not orphaned
