@@ -10,6 +10,7 @@ from cryptography import x509
 
 from .config import Config, ConfigError, IssuerConfig, load_config
 from .responder_keys import WARN_DAYS, csr_for_signer, generate_file_key, install_certificate
+from .service import hsm_key_ref
 from .signing import Signer, SignerError, SoftwareSigner
 from .signing.pkcs11 import Pkcs11KeyRef, Pkcs11Signer, generate_key
 
@@ -52,16 +53,7 @@ def _issuer(config: Config, name: str) -> IssuerConfig:
 
 def _hsm_ref(issuer: IssuerConfig) -> Pkcs11KeyRef:
     assert issuer.hsm is not None
-    h = issuer.hsm
-    return Pkcs11KeyRef(
-        h.module,
-        key_label=h.key_label,
-        key_id=h.key_id,
-        token_label=h.token_label,
-        token_serial=h.token_serial,
-        pin_file=h.pin_file,
-        pin_env=h.pin_env,
-    )
+    return hsm_key_ref(issuer.hsm)
 
 
 def _signer(issuer: IssuerConfig, key_path: str | None = None) -> Signer:

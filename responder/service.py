@@ -31,7 +31,7 @@ from .answers.sources import (
     follow_changes,
 )
 from .answers.timing import HOUR, Schedule
-from .config import Config, ConfigError, IssuerConfig, load_config
+from .config import Config, ConfigError, HsmConfig, IssuerConfig, load_config
 from .control.app import ControlApp
 from .dataplane.app import DataPlane
 from .dataplane.http import HttpServer, Limits
@@ -49,6 +49,19 @@ from .store.connect import open_configured_store
 log = logging.getLogger("revocd.service")
 
 
+def hsm_key_ref(hsm: HsmConfig) -> Pkcs11KeyRef:
+    """The configured place of a PKCS#11 key, in the form the signer opens it."""
+    return Pkcs11KeyRef(
+        hsm.module,
+        key_label=hsm.key_label,
+        key_id=hsm.key_id,
+        token_label=hsm.token_label,
+        token_serial=hsm.token_serial,
+        pin_file=hsm.pin_file,
+        pin_env=hsm.pin_env,
+    )
+
+
 def issuer_runtime(issuer: IssuerConfig) -> IssuerRuntime:
     """Load the signing key and certificates of an issuer and check they fit together."""
     assert issuer.cert is not None
@@ -56,15 +69,7 @@ def issuer_runtime(issuer: IssuerConfig) -> IssuerRuntime:
     signer: Signer
     if issuer.hsm is not None:
         hsm = issuer.hsm
-        ref = Pkcs11KeyRef(
-            hsm.module,
-            key_label=hsm.key_label,
-            key_id=hsm.key_id,
-            token_label=hsm.token_label,
-            token_serial=hsm.token_serial,
-            pin_file=hsm.pin_file,
-            pin_env=hsm.pin_env,
-        )
+        ref = hsm_key_ref(hsm)
         try:
             signer = Pkcs11Signer(
                 ref,
@@ -138,16 +143,9 @@ def crl_signer(issuer: IssuerConfig) -> Signer:
     try:
         if crl.hsm is not None:
             h = crl.hsm
-            ref = Pkcs11KeyRef(
-                h.module,
-                key_label=h.key_label,
-                key_id=h.key_id,
-                token_label=h.token_label,
-                token_serial=h.token_serial,
-                pin_file=h.pin_file,
-                pin_env=h.pin_env,
-            )
-            return Pkcs11Signer(ref, timeout=h.timeout_ms / 1000, queue_size=h.queue_size).start()
+            return Pkcs11Signer(
+                hsm_key_ref(h), timeout=h.timeout_ms / 1000, queue_size=h.queue_size
+            ).start()
         assert crl.key is not None
         return SoftwareSigner.from_pem_file(
             crl.key, passphrase_file=crl.key_passphrase_file, passphrase_env=crl.key_passphrase_env
