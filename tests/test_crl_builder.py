@@ -230,3 +230,44 @@ def test_hsm_signed_crl_verifies(softhsm, test_pki, tmp_path):
         tmp_path / "hsmca.pem",
     )
     assert "verify OK" in out.stdout + out.stderr
+
+
+def test_crl_hsm_table_opens_the_token_key(softhsm, test_pki, tmp_path):
+    """[issuers.x.crl.hsm] reaches the key in the token; a wrong PIN names the table."""
+    from responder.config import ConfigError, load_config
+    from responder.service import crl_signer
+    from responder.signing.pkcs11 import Pkcs11KeyRef, Pkcs11Signer
+
+    (tmp_path / "issuer.pem").write_bytes(test_pki.issuer.cert_pem)
+    (tmp_path / "bad.pin").write_text("not-the-pin")
+
+    def config(pin_file):
+        (tmp_path / "revocd.toml").write_text(f"""
+[issuers.alpha]
+certificate = "issuer.pem"
+[issuers.alpha.crl]
+url = "http://crl.example/alpha.crl"
+[issuers.alpha.crl.hsm]
+module = "{softhsm.module}"
+token_label = "revocd-test"
+key_label = "p256"
+pin_file = "{pin_file}"
+""")
+        return load_config(tmp_path / "revocd.toml").issuers["alpha"]
+
+    direct = Pkcs11Signer(
+        Pkcs11KeyRef(
+            softhsm.module, key_label="p256", token_label="revocd-test", pin_file=softhsm.pin_file
+        )
+    ).start()
+    try:
+        expected = direct.public_key_info
+    finally:
+        direct.close()
+    signer = crl_signer(config(softhsm.pin_file))
+    try:
+        assert signer.public_key_info == expected
+    finally:
+        signer.close()
+    with pytest.raises(ConfigError, match=r"issuers\.alpha\.crl\.hsm: "):
+        crl_signer(config(tmp_path / "bad.pin"))
