@@ -6,41 +6,24 @@ from 2050; invalidityDate is always GeneralizedTime (section 5.3.2). A negative 
 or `invalidity` leaves that entry extension out.
 """
 
+from responder.ocsp._response_py import (
+    MAX_TIME,
+    MIN_TIME,
+    civil,
+    der_header,
+    generalized_time,
+)
+
 _REASON_OID = bytes.fromhex("0603551d15")  # id-ce-cRLReasons 2.5.29.21
 _INVALIDITY_OID = bytes.fromhex("0603551d18")  # id-ce-invalidityDate 2.5.29.24
-MIN_TIME = -631152000  # 1950-01-01
-MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z
 UTC_LIMIT = 2524608000  # 2050-01-01: from here GeneralizedTime
-
-
-def der_header(tag: int, length: int) -> bytes:
-    if length < 0x80:
-        return bytes((tag, length))
-    raw = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    if len(raw) > 4:
-        raise ValueError("DER element too long")
-    return bytes((tag, 0x80 | len(raw))) + raw
-
-
-def _civil(t: int) -> tuple[int, int, int, int, int, int]:
-    days, secs = divmod(t, 86400)
-    z = days + 719468
-    era = z // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    day = doy - (153 * mp + 2) // 5 + 1
-    month = mp + 3 if mp < 10 else mp - 9
-    year = yoe + era * 400 + (1 if month <= 2 else 0)
-    return year, month, day, secs // 3600, (secs // 60) % 60, secs % 60
 
 
 def x509_time(t: int) -> bytes:
     """Time (RFC 5280 section 4.1.2.5): UTCTime through 2049, GeneralizedTime after."""
     if t < MIN_TIME or t > MAX_TIME:
         raise ValueError("time outside 1950..9999")
-    year, month, day, hour, minute, second = _civil(t)
+    year, month, day, hour, minute, second = civil(t)
     if t < UTC_LIMIT:
         return b"\x17\x0d" + b"%02d%02d%02d%02d%02d%02dZ" % (
             year % 100,
@@ -51,12 +34,6 @@ def x509_time(t: int) -> bytes:
             second,
         )
     return b"\x18\x0f" + b"%04d%02d%02d%02d%02d%02dZ" % (year, month, day, hour, minute, second)
-
-
-def generalized_time(t: int) -> bytes:
-    if t < MIN_TIME or t > MAX_TIME:
-        raise ValueError("time outside 1950..9999")
-    return b"\x18\x0f" + b"%04d%02d%02d%02d%02d%02dZ" % _civil(t)
 
 
 def encode_entry(serial: int, revoked_at: int, reason: int, invalidity: int) -> bytes:

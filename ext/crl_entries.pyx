@@ -10,63 +10,12 @@ from libc.string cimport memcpy
 
 include "der_helpers.pxi"
 
-cdef long long UTC_LIMIT = 2524608000LL
 cdef const unsigned char* REASON_EXT = <const unsigned char*>b"\x30\x0a\x06\x03\x55\x1d\x15\x04\x03\x0a\x01"
 cdef const unsigned char* INVALIDITY_EXT = <const unsigned char*>b"\x30\x18\x06\x03\x55\x1d\x18\x04\x11"
 
 
-cdef int _civil(long long t, long long* f) except -1:
-    cdef long long days, secs, z, era, doe, yoe, doy, mp, month
-    if t < MIN_TIME or t > MAX_TIME:
-        raise ValueError("time outside 1950..9999")
-    days = t // 86400
-    secs = t - days * 86400
-    if secs < 0:
-        secs += 86400
-        days -= 1
-    z = days + 719468
-    era = z // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    f[2] = doy - (153 * mp + 2) // 5 + 1
-    month = mp + 3 if mp < 10 else mp - 9
-    f[1] = month
-    f[0] = yoe + era * 400 + (1 if month <= 2 else 0)
-    f[3] = secs // 3600
-    f[4] = (secs // 60) % 60
-    f[5] = secs % 60
-    return 0
-
-
 cdef inline Py_ssize_t _time_len(long long t) noexcept:
     return 15 if t < UTC_LIMIT else 17
-
-
-cdef Py_ssize_t _put_time(unsigned char* out, long long t, bint generalized) except -1:
-    cdef long long f[6]
-    cdef Py_ssize_t length
-    _civil(t, f)
-    if not generalized and t < UTC_LIMIT:
-        out[0] = 0x17
-        out[1] = 13
-        _digits(out + 2, f[0] % 100, 2)
-        out += 4
-        length = 15
-    else:
-        out[0] = 0x18
-        out[1] = 15
-        _digits(out + 2, f[0], 4)
-        out += 6
-        length = 17
-    _digits(out, f[1], 2)
-    _digits(out + 2, f[2], 2)
-    _digits(out + 4, f[3], 2)
-    _digits(out + 6, f[4], 2)
-    _digits(out + 8, f[5], 2)
-    out[10] = 0x5A
-    return length
 
 
 def der_header(int tag, Py_ssize_t length):

@@ -16,36 +16,6 @@ cdef const unsigned char* NONCE_OID = <const unsigned char*>b"\x06\x09\x2b\x06\x
 cdef const unsigned char* BASIC_OID = <const unsigned char*>b"\x06\x09\x2b\x06\x01\x05\x05\x07\x30\x01\x01"
 
 
-cdef int _put_time(unsigned char* out, long long t) except -1:
-    cdef long long days, secs, z, era, doe, yoe, doy, mp, day, month, year
-    if t < MIN_TIME or t > MAX_TIME:
-        raise ValueError("time outside 1950..9999")
-    days = t // 86400
-    secs = t - days * 86400
-    if secs < 0:
-        secs += 86400
-        days -= 1
-    z = days + 719468
-    era = (z if z >= 0 else z - 146096) // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    day = doy - (153 * mp + 2) // 5 + 1
-    month = mp + 3 if mp < 10 else mp - 9
-    year = yoe + era * 400 + (1 if month <= 2 else 0)
-    out[0] = 0x18
-    out[1] = 0x0F
-    _digits(out + 2, year, 4)
-    _digits(out + 6, month, 2)
-    _digits(out + 8, day, 2)
-    _digits(out + 10, secs // 3600, 2)
-    _digits(out + 12, (secs // 60) % 60, 2)
-    _digits(out + 14, secs % 60, 2)
-    out[16] = 0x5A
-    return 0
-
-
 def der_header(int tag, Py_ssize_t length):
     """Tag and definite, minimal length octets."""
     cdef unsigned char buf[6]
@@ -57,7 +27,7 @@ def der_header(int tag, Py_ssize_t length):
 def generalized_time(long long t):
     """GeneralizedTime TLV, YYYYMMDDHHMMSSZ, no fractions (RFC 5280 section 4.1.2.5.2)."""
     cdef unsigned char buf[17]
-    _put_time(buf, t)
+    _put_time(buf, t, True)
     return PyBytes_FromStringAndSize(<char*>buf, 17)
 
 
@@ -96,7 +66,7 @@ def encode_single_response(bytes cert_id not None, int status, long long revoked
         p += 2
     else:
         p += _put_hdr(o + p, 0xA1, info)
-        _put_time(o + p, revoked_at)
+        _put_time(o + p, revoked_at, True)
         p += 17
         if reason >= 0:
             o[p] = 0xA0
@@ -105,12 +75,12 @@ def encode_single_response(bytes cert_id not None, int status, long long revoked
             o[p + 3] = 1
             o[p + 4] = reason
             p += 5
-    _put_time(o + p, this_update)
+    _put_time(o + p, this_update, True)
     p += 17
     if next_update >= 0:
         o[p] = 0xA0
         o[p + 1] = 0x11
-        _put_time(o + p + 2, next_update)
+        _put_time(o + p + 2, next_update, True)
         p += 19
     return out
 
@@ -149,7 +119,7 @@ def encode_response_data(bytes key_hash not None, long long produced_at, list si
     o[p + 3] = 0x14
     memcpy(o + p + 4, <const char*>key_hash, 20)
     p += 24
-    _put_time(o + p, produced_at)
+    _put_time(o + p, produced_at, True)
     p += 17
     p += _put_hdr(o + p, 0x30, rlen)
     for single in singles:

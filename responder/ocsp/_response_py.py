@@ -34,14 +34,12 @@ def der_header(tag: int, length: int) -> bytes:
     raise ValueError("DER element too long")
 
 
-def generalized_time(t: int) -> bytes:
-    """GeneralizedTime TLV, YYYYMMDDHHMMSSZ, no fractions (RFC 5280 section 4.1.2.5.2)."""
-    if t < MIN_TIME or t > MAX_TIME:
-        raise ValueError("time outside 1950..9999")
+def civil(t: int) -> tuple[int, int, int, int, int, int]:
+    """Year, month, day, hour, minute, second of Unix time t (proleptic Gregorian, era
+    arithmetic; floor division keeps it right before 1970 too)."""
     days, secs = divmod(t, 86400)
-    # Civil date from days since 1970-01-01 (proleptic Gregorian, era arithmetic).
     z = days + 719468
-    era = (z if z >= 0 else z - 146096) // 146097
+    era = z // 146097
     doe = z - era * 146097
     yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
     doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
@@ -49,10 +47,14 @@ def generalized_time(t: int) -> bytes:
     day = doy - (153 * mp + 2) // 5 + 1
     month = mp + 3 if mp < 10 else mp - 9
     year = yoe + era * 400 + (1 if month <= 2 else 0)
-    hour, rem = divmod(secs, 3600)
-    minute, second = divmod(rem, 60)
-    text = b"%04d%02d%02d%02d%02d%02dZ" % (year, month, day, hour, minute, second)
-    return b"\x18\x0f" + text
+    return year, month, day, secs // 3600, (secs // 60) % 60, secs % 60
+
+
+def generalized_time(t: int) -> bytes:
+    """GeneralizedTime TLV, YYYYMMDDHHMMSSZ, no fractions (RFC 5280 section 4.1.2.5.2)."""
+    if t < MIN_TIME or t > MAX_TIME:
+        raise ValueError("time outside 1950..9999")
+    return b"\x18\x0f" + b"%04d%02d%02d%02d%02d%02dZ" % civil(t)
 
 
 def encode_single_response(
