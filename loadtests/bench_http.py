@@ -13,7 +13,6 @@
 """
 
 import argparse
-import base64
 import contextlib
 import datetime as dt
 import hashlib
@@ -31,6 +30,7 @@ import time
 from pathlib import Path
 
 from benchdoc import replace_section
+from ocsp_requests import get_path, ocsp_request
 
 from responder.ocsp import HashAlgorithm, IssuerHashes, encode_cert_id
 from responder.signing import SoftwareSigner
@@ -58,25 +58,6 @@ http {{
     }}
 }}
 """
-
-
-def der_len(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(raw)]) + raw
-
-
-def tlv(tag: int, content: bytes) -> bytes:
-    return bytes([tag]) + der_len(len(content)) + content
-
-
-def ocsp_request(cert_id: bytes, nonce: bytes | None) -> bytes:
-    tbs = tlv(0x30, tlv(0x30, cert_id))
-    if nonce is not None:
-        ext = tlv(0x30, bytes.fromhex("06092b0601050507300102") + tlv(0x04, tlv(0x04, nonce)))
-        tbs += tlv(0xA2, tlv(0x30, ext))
-    return tlv(0x30, tlv(0x30, tbs))
 
 
 def wrk(url: str, seconds: int, connections: int, script: Path) -> float:
@@ -257,7 +238,7 @@ def run(args: argparse.Namespace, tmp: Path, procs: list[subprocess.Popen[bytes]
         cid = encode_cert_id(
             HashAlgorithm.SHA1, hashes.name_hashes[0], hashes.key_hashes[0], serial
         )
-        name = base64.urlsafe_b64encode(ocsp_request(cid, None)).decode().rstrip("=")
+        name = get_path(ocsp_request(cid))[1:]
         data_conn.request("GET", "/" + name)
         resp = data_conn.getresponse()
         body = resp.read()

@@ -5,7 +5,6 @@ CRL build time vs entries, and revocation propagation under load; with PNG plots
 """
 
 import argparse
-import base64
 import datetime as dt
 import http.client
 import json
@@ -24,6 +23,7 @@ from pathlib import Path
 import trio
 from benchdoc import replace_section
 from cryptography import x509
+from ocsp_requests import get_path, ocsp_request
 
 from crlgen.builder import CrlIssuer, Shard, build_crl
 from responder import pki
@@ -36,18 +36,9 @@ from responder.store import CertRecord, Status
 from responder.store.embedded import free_port
 
 
-def tlv(tag: int, content: bytes) -> bytes:
-    n = len(content)
-    if n < 0x80:
-        return bytes((tag, n)) + content
-    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(raw))) + raw + content
-
-
 def request_path(hashes: IssuerHashes, serial: int) -> str:
     cid = encode_cert_id(HashAlgorithm.SHA1, hashes.name_hashes[0], hashes.key_hashes[0], serial)
-    der = tlv(0x30, tlv(0x30, tlv(0x30, tlv(0x30, cid))))
-    return "/" + base64.urlsafe_b64encode(der).decode().rstrip("=")
+    return get_path(ocsp_request(cid))
 
 
 def ocsp_status(port: int, path: str) -> str:

@@ -22,7 +22,6 @@ revocd.toml) or from environment variables:
 `unknown` answers for serials never issued are expected, not failures.
 """
 
-import base64
 import itertools
 import os
 import random
@@ -33,6 +32,7 @@ from pathlib import Path
 from asn1crypto import ocsp as asn1_ocsp
 from cryptography import x509
 from locust import FastHttpUser, HttpUser, between, constant_pacing, task
+from ocsp_requests import get_path, ocsp_request
 
 from responder.ocsp import HashAlgorithm, IssuerHashes, encode_cert_id
 
@@ -61,29 +61,17 @@ CONTROL = os.environ.get(
 )
 
 
-def _tlv(tag: int, content: bytes) -> bytes:
-    n = len(content)
-    if n < 0x80:
-        return bytes((tag, n)) + content
-    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(raw))) + raw + content
-
-
-def ocsp_request(
+def request_for(
     serial: int, nonce: bytes | None = None, algorithm: HashAlgorithm = HashAlgorithm.SHA1
 ) -> bytes:
     cid = encode_cert_id(
         algorithm, HASHES.name_hashes[algorithm], HASHES.key_hashes[algorithm], serial
     )
-    tbs = _tlv(0x30, _tlv(0x30, cid))
-    if nonce is not None:
-        ext = bytes.fromhex("06092b0601050507300102") + _tlv(0x04, _tlv(0x04, nonce))
-        tbs += _tlv(0xA2, _tlv(0x30, _tlv(0x30, ext)))
-    return _tlv(0x30, _tlv(0x30, tbs))
+    return ocsp_request(cid, nonce)
 
 
-def get_path(serial: int) -> str:
-    return "/" + base64.urlsafe_b64encode(ocsp_request(serial)).decode().rstrip("=")
+def path_for(serial: int) -> str:
+    return get_path(request_for(serial))
 
 
 def popular_serial() -> int:
@@ -123,7 +111,7 @@ class StaplingServer(FastHttpUser):
     @task
     def fetch(self) -> None:
         serial = popular_serial()
-        with self.client.get(get_path(serial), name="GET /{ocsp}", catch_response=True) as r:
+        with self.client.get(path_for(serial), name="GET /{ocsp}", catch_response=True) as r:
             check_answer(r, serial)
 
 
@@ -137,7 +125,7 @@ class Browser(HttpUser):
         nonce = os.urandom(16)
         with self.client.post(
             "/",
-            data=ocsp_request(serial, nonce),
+            data=request_for(serial, nonce),
             name="POST / (nonce)",
             headers={"Content-Type": "application/ocsp-request"},
             catch_response=True,
@@ -152,7 +140,7 @@ class CdnRevalidation(FastHttpUser):
     @task
     def revalidate(self) -> None:
         serial = random.choice(SERIALS)
-        path = get_path(serial)
+        path = path_for(serial)
         with self.client.get(path, name="GET /{ocsp}", catch_response=True) as first:
             check_answer(first, serial)
             etag = first.headers.get("ETag")
