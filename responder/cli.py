@@ -1,11 +1,14 @@
 """The one `revocd` command line. Thin: parsing and dispatch; the work lives in modules."""
 
 import argparse
-import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from . import __version__
+from .logs import FORMAT_ENV, setup_logging
+
+SERVICES = {"serve", "presign"}
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -70,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="operational log format on stderr (default: json for serve, presign and "
+        "crl run; text otherwise; or REVOCD_LOG_FORMAT)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run the responder on embedded defaults with a demo PKI")
@@ -130,17 +139,25 @@ def build_parser() -> argparse.ArgumentParser:
     from .pushcmd import add_parser as add_push_parser
 
     add_push_parser(sub)
+
+    from .auditcmd import add_parser as add_audit_parser
+
+    add_audit_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # coredis reports routine script-cache reloads at INFO; revocd logs store trouble itself.
-    logging.getLogger("coredis").setLevel(max(logging.WARNING, logging.getLogger().level))
+    fmt = args.log_format or os.environ.get(FORMAT_ENV)
+    if fmt is None:
+        fmt = (
+            "json"
+            if args.command in SERVICES or getattr(args, "crl_action", "") == "run"
+            else "text"
+        )
+    os.environ[FORMAT_ENV] = fmt  # data plane workers are spawned and read it back
+    setup_logging(args.log_level, fmt)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

@@ -102,6 +102,7 @@ class ServerConfig:
     crl_dir: Path | None = None
     cache_entries: int = 1_000_000
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    log_summary_seconds: int = 60  # 0: no periodic operational summary line
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,18 @@ class PresignConfig:
     sweep_interval_seconds: int = 300
     batch: int = 256
     concurrency: int = 4
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """The security/audit log (see responder/audit.py)."""
+
+    enabled: bool = True
+    file: Path | None = None  # None: state_dir/audit.log
+    max_bytes: int = 256 * 1024 * 1024
+    fsync: bool = True
+    revocation_burst_per_minute: int = 1000
+    answer_expiry_warning_hours: int = 4
 
 
 @dataclass(frozen=True)
@@ -137,6 +150,11 @@ class Config:
     control: ControlConfig = field(default_factory=ControlConfig)
     tokens: dict[str, TokenConfig] = field(default_factory=dict)
     presign: PresignConfig = field(default_factory=PresignConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+
+    @property
+    def audit_file(self) -> Path:
+        return self.audit.file or self.state_dir / "audit.log"
 
 
 def _take(table: dict[str, Any], key: str, where: str, kind: type, default: Any) -> Any:
@@ -267,6 +285,7 @@ def parse_config(raw: dict[str, Any], base: Path, source: Path | None = None) ->
         ),
     )
     _no_leftovers(presign_raw, "presign.")
+    audit = _audit_config(dict(_take(raw, "audit", "", dict, {})), base)
     _no_leftovers(raw, "")
     if server.port != 0 and server.port == control.port and server.host == control.host:
         raise ConfigError("control.port: the control plane never shares the data plane's port")
@@ -280,7 +299,37 @@ def parse_config(raw: dict[str, Any], base: Path, source: Path | None = None) ->
         control=control,
         tokens=tokens,
         presign=presign,
+        audit=audit,
     )
+
+
+def _audit_config(table: dict[str, Any], base: Path) -> AuditConfig:
+    where = "audit."
+    audit = AuditConfig(
+        enabled=_take(table, "enabled", where, bool, True),
+        file=_path(table, "file", where, base),
+        max_bytes=_positive(
+            _take(table, "max_bytes", where, int, 256 * 1024 * 1024),
+            "audit.max_bytes",
+            64 * 1024,
+            1 << 40,
+        ),
+        fsync=_take(table, "fsync", where, bool, True),
+        revocation_burst_per_minute=_positive(
+            _take(table, "revocation_burst_per_minute", where, int, 1000),
+            "audit.revocation_burst_per_minute",
+            1,
+            10_000_000,
+        ),
+        answer_expiry_warning_hours=_positive(
+            _take(table, "answer_expiry_warning_hours", where, int, 4),
+            "audit.answer_expiry_warning_hours",
+            1,
+            24 * 30,
+        ),
+    )
+    _no_leftovers(table, where)
+    return audit
 
 
 def _path(table: dict[str, Any], key: str, where: str, base: Path) -> Path | None:
@@ -468,6 +517,9 @@ def _server_config(table: dict[str, Any], base: Path, state_dir: Path) -> Server
             100_000_000,
         ),
         limits=limits,
+        log_summary_seconds=_positive(
+            _take(table, "log_summary_seconds", w, int, 60), "server.log_summary_seconds", 0, 86400
+        ),
     )
     _no_leftovers(table, w)
     return server

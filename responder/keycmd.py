@@ -8,8 +8,15 @@ from pathlib import Path
 import trio
 from cryptography import x509
 
+from .audit import AuditLog, operator_name
 from .config import Config, ConfigError, IssuerConfig, load_config
-from .responder_keys import WARN_DAYS, csr_for_signer, generate_file_key, install_certificate
+from .responder_keys import (
+    WARN_DAYS,
+    cert_summary,
+    csr_for_signer,
+    generate_file_key,
+    install_certificate,
+)
 from .service import hsm_key_ref
 from .signing import Signer, SignerError, SoftwareSigner
 from .signing.pkcs11 import Pkcs11KeyRef, Pkcs11Signer, generate_key
@@ -86,11 +93,27 @@ def run(args: argparse.Namespace) -> int:
                 else:
                     raise ConfigError(f"issuers.{issuer.name}.hsm.key_label: the key exists")
                 generate_key(ref, args.key_type)
+                _audit(
+                    config,
+                    "key.generated",
+                    issuer=issuer.name,
+                    key_type=args.key_type,
+                    where="hsm",
+                    key_label=ref.key_label,
+                )
                 print(f"generated {args.key_type} key {ref.key_label or ref.key_id!r} in the HSM")
             else:
                 if not args.out:
                     raise ConfigError("--out: the key file to write (no [hsm] for this issuer)")
                 generate_file_key(Path(args.out), args.key_type)
+                _audit(
+                    config,
+                    "key.generated",
+                    issuer=issuer.name,
+                    key_type=args.key_type,
+                    where="file",
+                    path=str(Path(args.out).resolve()),
+                )
                 print(f"wrote {args.out} (mode 0600)")
             return 0
         if args.action == "csr":
@@ -105,13 +128,28 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.action == "install":
             signer = _signer(issuer)
-            target = install_certificate(issuer, Path(args.certificate).read_bytes(), signer)
+            pem = Path(args.certificate).read_bytes()
+            target = install_certificate(issuer, pem, signer)
+            _audit(
+                config,
+                "key.responder_installed",
+                issuer=issuer.name,
+                path=str(target),
+                **cert_summary(x509.load_pem_x509_certificate(pem)),
+            )
             print(f"installed {target}; running responders switch to it within seconds")
             return 0
     except (ConfigError, SignerError, ValueError, OSError) as exc:
         print(f"revocd responder-key {args.action}: {exc}", file=sys.stderr)
         return 2
     return 2
+
+
+def _audit(config: Config, kind: str, **fields: object) -> None:
+    """Key changes made from the command line go into the same chain as the service's."""
+    if config.audit.enabled:
+        fields["operator"] = operator_name()
+        AuditLog(config.audit_file, max_bytes=config.audit.max_bytes).write(kind, **fields)
 
 
 def _check(config: Config) -> int:

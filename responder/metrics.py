@@ -118,3 +118,22 @@ CRL_LAST_PUBLISHED = Gauge(
     "When each CRL shard was last published (alert when older than the republish interval)",
     ["issuer", "shard"],
 )
+AUDIT_RECORDS = Counter(
+    "revocd_audit_records_total", "Records appended to the audit log, by kind", ["kind"]
+)
+AUDIT_WRITE_FAILURES = Counter(
+    "revocd_audit_write_failures_total",
+    "Audit log appends that failed; the control plane refuses events (503) until one succeeds",
+)
+AUDIT_ANOMALIES = Counter(
+    "revocd_audit_anomalies_total",
+    "Anomalies recorded in the audit log: revocation_burst, unknown_issuer, auth_failure, "
+    "answers_near_expiry, responder_cert_expiring, crl_refused",
+    ["kind"],
+)
+ANSWER_SOONEST_EXPIRY = Gauge(
+    "revocd_answer_soonest_expiry_seconds",
+    "Seconds from the last pre-sign sweep to the earliest nextUpdate among the stored "
+    "answers it left in place; alert when this falls under a few hours",
+    ["issuer"],
+)

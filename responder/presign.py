@@ -23,6 +23,7 @@ import trio
 
 from . import metrics
 from .answers.sources import IssuerRuntime, single_for_record
+from .audit_trail import AuditTrail
 from .ocsp import HashAlgorithm
 from .signing import SignerBusy, SignerError
 from .store import CertRecord, PreSigned, Status, Store
@@ -55,7 +56,9 @@ class Presigner:
         store: Store,
         issuers: Sequence[IssuerRuntime],
         settings: PresignSettings | None = None,
+        audit: AuditTrail | None = None,
     ) -> None:
+        self.audit = audit
         self.store = store
         self.issuers = {i.name: i for i in issuers}
         self.settings = settings or PresignSettings()
@@ -83,6 +86,11 @@ class Presigner:
         for issuer in self.issuers.values():
             now = int(time.time())
             due: list[CertRecord] = []
+            # The earliest nextUpdate left standing: answers not due, and due answers
+            # whose replacement was not stored (signer busy or failing).
+            soonest_kept: int | None = None
+            soonest_due: int | None = None
+            due_total = stored_issuer = 0
             for p in range(self.store.partitions(issuer.name)):
                 async for chunk in self.store.records_with_answers(issuer.name, p):
                     for record, answer in chunk:
@@ -90,19 +98,51 @@ class Presigner:
                             continue  # expired: answered live if anyone still asks
                         if answer is None or now >= due_at(issuer, record.serial, answer):
                             due.append(record)
-                        elif oldest is None or answer.this_update < oldest:
+                            if answer is not None and (
+                                soonest_due is None or answer.next_update < soonest_due
+                            ):
+                                soonest_due = answer.next_update
+                            continue
+                        if oldest is None or answer.this_update < oldest:
                             oldest = answer.this_update
+                        if soonest_kept is None or answer.next_update < soonest_kept:
+                            soonest_kept = answer.next_update
                     metrics.PRESIGN_BACKLOG.labels(issuer.name).set(len(due))
                     if len(due) >= self.settings.batch * self.settings.concurrency:
-                        stored += await self._sign_all(issuer, due)
+                        due_total += len(due)
+                        stored_issuer += await self._sign_all(issuer, due)
                         due = []
-            stored += await self._sign_all(issuer, due)
+            due_total += len(due)
+            stored_issuer += await self._sign_all(issuer, due)
+            stored += stored_issuer
             metrics.PRESIGN_BACKLOG.labels(issuer.name).set(0)
+            candidates = [soonest_kept] if soonest_kept is not None else []
+            if stored_issuer < due_total and soonest_due is not None:
+                candidates.append(soonest_due)
+            if candidates:
+                await self._note_soonest(issuer, min(candidates))
         self.oldest_this_update = oldest
         if oldest is not None:
             metrics.PRESIGN_OLDEST_AGE.set(int(time.time()) - oldest)
         log.info("pre-sign sweep: %d answers stored in %.1f s", stored, time.monotonic() - started)
         return stored
+
+    async def _note_soonest(self, issuer: IssuerRuntime, next_update: int) -> None:
+        left = next_update - int(time.time())
+        metrics.ANSWER_SOONEST_EXPIRY.labels(issuer.name).set(left)
+        if self.audit is None:
+            return
+        # Short-lived answers are always close to expiry; warn relative to their validity.
+        threshold = min(self.audit.answer_expiry_warning, issuer.schedule.validity // 4)
+        if left < threshold:
+            await self.audit.anomaly_once(
+                "answers_near_expiry",
+                issuer.name,
+                3600,
+                issuer=issuer.name,
+                seconds_left=left,
+                threshold_seconds=threshold,
+            )
 
     async def _sign_all(self, issuer: IssuerRuntime, records: list[CertRecord]) -> int:
         stored = 0

@@ -17,18 +17,28 @@ from asn1crypto import csr as asn1_csr
 from asn1crypto import keys as asn1_keys
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 
 from . import metrics, pki
 from .answers.sources import IssuerRuntime
+from .audit_trail import AuditTrail, Entry
 from .config import ConfigError, IssuerConfig
 from .signing import ResponderConfigError, ResponderIdentity, Signer, SoftwareSigner
 from .signing.identity import check_delegated_responder
 
 log = logging.getLogger("revocd.keys")
-audit = logging.getLogger("revocd.audit")
 
 WARN_DAYS = 30
+
+
+def cert_summary(cert: x509.Certificate) -> dict[str, str]:
+    """How audit records name a certificate."""
+    return {
+        "cert_subject": cert.subject.rfc4514_string(),
+        "cert_serial": format(cert.serial_number, "x"),
+        "cert_not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "cert_sha256": cert.fingerprint(hashes.SHA256()).hex(),
+    }
 
 
 def seconds_left(identity: ResponderIdentity, now: float | None = None) -> int:
@@ -112,7 +122,7 @@ def install_certificate(issuer: IssuerConfig, cert_pem: bytes, signer: Signer) -
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_bytes(cert_pem)
     os.replace(tmp, target)
-    audit.info(
+    log.info(
         "responder certificate for %s installed: serial %x, notAfter %s",
         issuer.name,
         cert.serial_number,
@@ -124,9 +134,16 @@ def install_certificate(issuer: IssuerConfig, cert_pem: bytes, signer: Signer) -
 class CertificateWatcher:
     """Reloads responder certificates (and software keys) that change on disk."""
 
-    def __init__(self, issuers: list[IssuerRuntime], interval: float = 10.0) -> None:
+    def __init__(
+        self,
+        issuers: list[IssuerRuntime],
+        interval: float = 10.0,
+        audit: AuditTrail | None = None,
+    ) -> None:
         self.issuers = issuers
         self.interval = interval
+        self.audit = audit
+        self._pending: list[Entry] = []
         self._seen: dict[str, tuple[float, float]] = {}
         for issuer in issuers:
             self._seen[issuer.name] = self._stamp(issuer.config)
@@ -145,7 +162,19 @@ class CertificateWatcher:
         while True:
             for issuer in self.issuers:
                 self.check(issuer)
-                note_expiry(issuer)
+                left = note_expiry(issuer)
+                if self.audit is not None and left < WARN_DAYS * 86400:
+                    await self.audit.anomaly_once(
+                        "responder_cert_expiring",
+                        issuer.name,
+                        86400,
+                        issuer=issuer.name,
+                        seconds_left=left,
+                        **cert_summary(issuer.identity.responder_cert or issuer.identity.issuer),
+                    )
+            if self.audit is not None and self._pending:
+                pending, self._pending = self._pending, []
+                await self.audit.record_many(pending)
             await trio.sleep(self.interval)
 
     def check(self, issuer: IssuerRuntime) -> bool:
@@ -169,9 +198,15 @@ class CertificateWatcher:
         except (ResponderConfigError, ValueError, OSError) as exc:
             metrics.RESPONDER_RELOAD_FAILURES.labels(issuer.name).inc()
             log.error("issuer %s: new responder certificate not used: %s", issuer.name, exc)
+            self._pending.append(
+                ("key.responder_rejected", {"issuer": issuer.name, "reason": str(exc)})
+            )
             return False
         issuer.identity = identity
-        audit.info(
+        self._pending.append(
+            ("key.responder_changed", {"issuer": issuer.name, **cert_summary(cert)})
+        )
+        log.info(
             "issuer %s: now signing with responder certificate serial %x (notAfter %s)",
             issuer.name,
             cert.serial_number,

@@ -7,8 +7,10 @@ and this process keeps the control plane.
 """
 
 import contextlib
+import hashlib
 import logging
 import multiprocessing
+import os
 import resource
 import signal
 import socket
@@ -23,6 +25,7 @@ from cryptography import x509
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from . import __version__
 from .answers.sources import (
     AnswerCache,
     IssuerRuntime,
@@ -31,11 +34,15 @@ from .answers.sources import (
     follow_changes,
 )
 from .answers.timing import HOUR, Schedule
+from .audit import AuditLog
+from .audit_trail import AuditTrail
 from .config import Config, ConfigError, HsmConfig, IssuerConfig, load_config
 from .control.app import ControlApp
 from .dataplane.app import DataPlane
 from .dataplane.http import HttpServer, Limits
 from .ingest import Ingestor
+from .logs import WORKER_ENV, setup_logging
+from .ops_summary import log_summaries
 from .presign import Presigner, PresignSettings
 from .responder_keys import CertificateWatcher
 from .signing import ResponderConfigError, ResponderIdentity, Signer, SignerError, SoftwareSigner
@@ -115,6 +122,30 @@ def issuer_runtime(issuer: IssuerConfig) -> IssuerRuntime:
         echo_nonce=issuer.nonce == "echo",
         unknown_is_unauthorized=issuer.unknown == "unauthorized",
     )
+
+
+def audit_trail(config: Config) -> AuditTrail:
+    if not config.audit.enabled:
+        return AuditTrail.disabled()
+    return AuditTrail(
+        AuditLog(config.audit_file, max_bytes=config.audit.max_bytes, fsync=config.audit.fsync),
+        revocation_burst_per_minute=config.audit.revocation_burst_per_minute,
+        answer_expiry_warning_seconds=config.audit.answer_expiry_warning_hours * 3600,
+    )
+
+
+def config_summary(config: Config) -> dict[str, object]:
+    """What an auditor needs to know about the configuration a process started with."""
+    digest = None
+    if config.source is not None:
+        digest = hashlib.sha256(config.source.read_bytes()).hexdigest()
+    return {
+        "config_file": str(config.source) if config.source else None,
+        "config_sha256": digest,
+        "issuers": sorted(config.issuers),
+        "tokens": {t.name: sorted(t.issuers) for t in config.tokens.values()},
+        "version": __version__,
+    }
 
 
 def raise_fd_limit() -> int:
@@ -240,9 +271,8 @@ async def run_data_plane(
 
 def _worker_main(config_path: str, store_url: str, port: int, index: int, ready: object) -> None:
     """A data plane worker process (spawned): its own socket on the shared port."""
-    logging.basicConfig(
-        level=logging.INFO, format=f"%(asctime)s %(levelname)s worker{index} %(name)s: %(message)s"
-    )
+    os.environ[WORKER_ENV] = str(index)
+    setup_logging("INFO")
     config = load_config(config_path)
     raise_fd_limit()
     sock = data_socket(config.server.host, port, True)
@@ -254,6 +284,8 @@ def _worker_main(config_path: str, store_url: str, port: int, index: int, ready:
             async with trio.open_nursery() as nursery:
                 await nursery.start(run_data_plane, config, store, issuers, sock)
                 nursery.start_soon(CertificateWatcher(issuers).run)
+                if config.server.log_summary_seconds:
+                    nursery.start_soon(log_summaries, config.server.log_summary_seconds)
                 ready.set()  # type: ignore[attr-defined]
 
     with contextlib.suppress(KeyboardInterrupt):
@@ -277,9 +309,14 @@ async def run_service(
     if config.server.crl_dir is not None:
         config.server.crl_dir.mkdir(parents=True, exist_ok=True)
     workers: list[multiprocessing.process.BaseProcess] = []
+    trail = audit_trail(config)
+    if not await trail.record("service.started", role="serve", **config_summary(config)):
+        raise ConfigError(f"audit.file: cannot write {config.audit_file}")
     async with open_configured_store(config) as store:
         ingest = Ingestor(store, config.issuers, config.clock_skew_seconds)
-        control = ControlApp(store, ingest, issuers, config.tokens, config.control.max_body_bytes)
+        control = ControlApp(
+            store, ingest, issuers, config.tokens, config.control.max_body_bytes, audit=trail
+        )
         sock = data_socket(config.server.host, config.server.port, config.server.workers > 1)
         data_port = sock.getsockname()[1]
         try:
@@ -293,7 +330,9 @@ async def run_service(
                 hconf.accesslog = None
                 hconf.errorlog = logging.getLogger("revocd.control.server")
                 nursery.start_soon(_stop_on_sigterm, nursery.cancel_scope)
-                nursery.start_soon(CertificateWatcher(issuers).run)
+                nursery.start_soon(CertificateWatcher(issuers, audit=trail).run)
+                if config.server.log_summary_seconds:
+                    nursery.start_soon(log_summaries, config.server.log_summary_seconds)
                 crls = crl_generator(config, store)
                 if crls is not None:
                     await nursery.start(crls.run)
@@ -306,6 +345,7 @@ async def run_service(
                             config.presign.batch,
                             config.presign.concurrency,
                         ),
+                        audit=trail,
                     )
                     nursery.start_soon(presigner.run)
                 binds = await nursery.start(hypercorn_serve, control, hconf)
@@ -328,6 +368,8 @@ async def run_service(
             for worker in workers:
                 worker.join(10)
             sock.close()
+            with trio.CancelScope(shield=True):
+                await trail.record("service.stopped", role="serve")
 
 
 def _start_workers(
@@ -382,7 +424,9 @@ def presign_forever(config_path: str | Path, once: bool = False) -> int:
                 config.presign.batch,
                 config.presign.concurrency,
             )
-            presigner = Presigner(store, issuers, settings)
+            trail = audit_trail(config)
+            await trail.record("service.started", role="presign", **config_summary(config))
+            presigner = Presigner(store, issuers, settings, audit=trail)
             if once:
                 await presigner.sweep()
             else:

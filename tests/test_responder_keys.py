@@ -1,6 +1,7 @@
 """`revocd responder-key`: generate, CSR, install, check, and the live switch."""
 
 import datetime as dt
+import json
 import subprocess
 import sys
 import time
@@ -8,6 +9,8 @@ import time
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from responder.audit import verify
 
 from .served import start_served
 
@@ -100,6 +103,22 @@ def test_file_key_rotation_switches_a_running_responder(tmp_path, test_pki):
             assert time.monotonic() < deadline, "the responder did not switch keys"
             time.sleep(0.5)
         s.proc.wait_for("now signing with responder certificate serial")
+        # The command line and the running service append to one audit chain.
+        audit_log = s.dir / "state" / "audit.log"
+        deadline = time.monotonic() + 15
+        while '"key.responder_changed"' not in audit_log.read_text():
+            assert time.monotonic() < deadline, "the key change was not audited"
+            time.sleep(0.2)
+        kinds = {}
+        for line in audit_log.read_text().splitlines():
+            record = json.loads(line)
+            kinds.setdefault(record["kind"], record)
+        assert kinds["key.generated"]["path"] == str(new_key.resolve())
+        assert "uid" in kinds["key.generated"]["operator"]
+        installed = kinds["key.responder_installed"]
+        assert installed["cert_serial"] == format(new_cert.serial_number, "x")
+        assert kinds["key.responder_changed"]["cert_sha256"] == installed["cert_sha256"]
+        assert verify([audit_log]).ok
     finally:
         assert s.proc.stop() == 0, s.proc.output
 

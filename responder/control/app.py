@@ -23,12 +23,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import metrics
 from ..answers.sources import IssuerRuntime
+from ..audit_trail import AuditTrail, Entry
 from ..config import TokenConfig
 from ..ingest import BatchTooLarge, EventError, Ingestor, parse_serial
 from ..store import Store
 
 log = logging.getLogger("revocd.control")
-audit = logging.getLogger("revocd.audit")
+AUDIT_EVENT_BYTES = 4096  # larger pushed events are recorded by hash and size
 
 # Every route, as (method, path template); docs/api/openapi.yaml lists exactly these.
 ROUTES = (
@@ -62,7 +63,9 @@ class ControlApp:
         issuers: Sequence[IssuerRuntime],
         tokens: Mapping[str, TokenConfig],
         max_body_bytes: int = 8 * 1024 * 1024,
+        audit: AuditTrail | None = None,
     ) -> None:
+        self.audit = audit or AuditTrail.disabled()
         self.store = store
         self.ingest = ingest
         self.issuers = {i.name: i for i in issuers}
@@ -119,22 +122,24 @@ class ControlApp:
             return 200, generate_latest(), CONTENT_TYPE_LATEST.encode(), []
         if path == "/v1/events":
             _only(method, "POST")
-            token = self._authenticate(scope)
+            token = await self._authenticate(scope)
             return await self._events(scope, receive, token)
         parts = path.strip("/").split("/")
         if len(parts) == 5 and parts[:2] == ["v1", "issuers"] and parts[3] == "certificates":
             _only(method, "GET")
-            token = self._authenticate(scope)
+            token = await self._authenticate(scope)
             return await self._certificate(parts[2], parts[4], token)
         raise HTTPError(404, "no such endpoint")
 
-    def _authenticate(self, scope: Scope) -> TokenConfig:
+    async def _authenticate(self, scope: Scope) -> TokenConfig:
         header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
         client = scope.get("client") or ("?", 0)
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             metrics.AUTH_FAILURES.labels("missing").inc()
-            audit.warning("auth failure: no bearer token from %s", client[0])
+            await self.audit.anomaly(
+                "auth_failure", reason="missing", source=client[0], path=scope["path"]
+            )
             raise HTTPError(
                 401,
                 "authorization: a bearer token is required",
@@ -147,7 +152,13 @@ class ControlApp:
                 found = candidate
         if found is None:
             metrics.AUTH_FAILURES.labels("unknown_token").inc()
-            audit.warning("auth failure: unknown token from %s", client[0])
+            await self.audit.anomaly(
+                "auth_failure",
+                reason="unknown_token",
+                source=client[0],
+                path=scope["path"],
+                token_sha256_prefix=digest[:12],
+            )
             raise HTTPError(
                 401,
                 "authorization: unknown token",
@@ -177,28 +188,57 @@ class ControlApp:
         if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
             raise HTTPError(400, "events: required, a list of event objects")
         allowed = None if "*" in token.issuers else set(token.issuers)
+        # After a failed append, try once more; if the audit log is still unwritable,
+        # nothing is applied.
+        if not self.audit.healthy and not await self.audit.record("audit.resumed"):
+            raise HTTPError(503, "audit: the audit log cannot be written; retry later")
         try:
             results = await self.ingest.submit(payload["events"], allowed)
         except BatchTooLarge as exc:
             raise HTTPError(413, str(exc)) from None
         counts = {c: 0 for c in ("applied", "unchanged", "rejected", "failed")}
-        for result in results:
+        client = (scope.get("client") or ("?", 0))[0]
+        entries: list[Entry] = []
+        revoked: dict[str, int] = {}
+        unknown_issuers: set[str] = set()
+        for result, raw in zip(results, payload["events"], strict=True):
             counts[result.result] += 1
             if result.issuer is not None:
                 metrics.EVENTS.labels(result.issuer, result.result).inc()
-        client = (scope.get("client") or ("?", 0))[0]
-        audit.info("events from token %s at %s: %s", token.name, client, counts)
-        for result, raw in zip(results, payload["events"], strict=True):
-            if result.result in ("applied", "rejected"):
-                audit.info(
-                    "event %s by %s: %s %s %s: %s",
-                    result.result,
-                    token.name,
-                    raw.get("type") if isinstance(raw, dict) else "?",
-                    result.issuer,
-                    format(result.serial, "x") if result.serial else "-",
-                    result.message,
+            fields: dict[str, Any] = {"token": token.name, "source": client}
+            fields.update(_audit_event(raw))
+            if result.message:
+                fields["message"] = result.message
+            entries.append((f"event.{result.result}", fields))
+            if (
+                result.result == "applied"
+                and isinstance(raw, dict)
+                and raw.get("type") == "revoked"
+            ):
+                revoked[str(result.issuer)] = revoked.get(str(result.issuer), 0) + 1
+            if result.message and result.message.startswith("issuer: unknown issuer"):
+                unknown_issuers.add(str(raw.get("issuer")) if isinstance(raw, dict) else "?")
+        written = await self.audit.record_many(entries)
+        for name in sorted(unknown_issuers):
+            await self.audit.anomaly(
+                "unknown_issuer", issuer=name[:200], token=token.name, source=client
+            )
+        for name, count in revoked.items():
+            total = self.audit.revocations(name, count)
+            if total is not None:
+                await self.audit.anomaly(
+                    "revocation_burst",
+                    issuer=name,
+                    revocations_last_minute=total,
+                    threshold=self.audit.burst_threshold,
+                    token=token.name,
+                    source=client,
                 )
+        log.info("events from token %s at %s: %s", token.name, client, counts)
+        if not written:
+            # Applied and durable, but unaccounted for: the CA retries, the retry is
+            # idempotent ("unchanged") and is recorded once the log is writable.
+            raise HTTPError(503, "audit: the audit log cannot be written; retry later")
         status = 503 if counts["failed"] else 422 if counts["rejected"] else 200
         return (
             status,
@@ -245,6 +285,17 @@ class ControlApp:
             else:
                 checks[f"answers:{name}"] = "ok"
         return all(v == "ok" for v in checks.values()), checks
+
+
+def _audit_event(raw: object) -> dict[str, Any]:
+    """The pushed event as the CA sent it, so the record shows exactly what was asked."""
+    text = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
+    if len(text) > AUDIT_EVENT_BYTES:
+        return {
+            "event_sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "event_bytes": len(text),
+        }
+    return {"event": raw}
 
 
 def _only(method: str, allowed: str) -> None:

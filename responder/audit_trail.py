@@ -1,0 +1,97 @@
+"""The service side of the audit log: async appends, and the anomalies worth a record.
+
+Appends run in a worker thread (they fsync). A failed append is counted, logged, and
+makes `healthy` false; the control plane then refuses events with 503 until an append
+succeeds again, because an event nobody can account for must not be acknowledged.
+"""
+
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import trio
+
+from . import metrics
+from .audit import AuditLog
+
+log = logging.getLogger("revocd.audit")
+
+Entry = tuple[str, Mapping[str, Any]]
+BURST_WINDOW = 60.0
+
+
+class AuditTrail:
+    def __init__(
+        self,
+        log_file: AuditLog | None,
+        *,
+        revocation_burst_per_minute: int = 1000,
+        answer_expiry_warning_seconds: int = 4 * 3600,
+    ) -> None:
+        self.file = log_file
+        self.burst_threshold = revocation_burst_per_minute
+        self.answer_expiry_warning = answer_expiry_warning_seconds
+        self.healthy = True
+        self._revocations: dict[str, deque[tuple[float, int]]] = {}
+        self._burst_noted: dict[str, float] = {}
+        self._noted_once: dict[tuple[str, str], float] = {}
+
+    @classmethod
+    def disabled(cls) -> "AuditTrail":
+        return cls(None)
+
+    async def record(self, kind: str, **fields: Any) -> bool:
+        return await self.record_many([(kind, fields)])
+
+    async def record_many(self, entries: Sequence[Entry]) -> bool:
+        if self.file is None or not entries:
+            return True
+        try:
+            written = await trio.to_thread.run_sync(self.file.write_many, entries)
+        except OSError as exc:
+            metrics.AUDIT_WRITE_FAILURES.inc()
+            if self.healthy:
+                log.error("audit log %s cannot be written: %s", self.file.path, exc)
+            self.healthy = False
+            return False
+        if not self.healthy:
+            log.info("audit log %s writable again", self.file.path)
+        self.healthy = True
+        for record in written:
+            metrics.AUDIT_RECORDS.labels(record["kind"]).inc()
+        return True
+
+    async def anomaly(self, kind: str, **fields: Any) -> bool:
+        metrics.AUDIT_ANOMALIES.labels(kind).inc()
+        log.warning("anomaly %s: %s", kind, fields)
+        return await self.record(f"anomaly.{kind}", **fields)
+
+    async def anomaly_once(self, kind: str, key: str, every: float, **fields: Any) -> None:
+        """An anomaly that persists (a cert about to expire) is recorded once per `every`."""
+        now = time.monotonic()
+        last = self._noted_once.get((kind, key))
+        if last is not None and now - last < every:
+            return
+        self._noted_once[(kind, key)] = now
+        await self.anomaly(kind, **fields)
+
+    def revocations(self, issuer: str, count: int, now: float | None = None) -> int | None:
+        """Count applied revocations; returns the last minute's total when it first passes
+        the threshold (at most once a minute per issuer), else None."""
+        if count <= 0:
+            return None
+        now = time.monotonic() if now is None else now
+        window = self._revocations.setdefault(issuer, deque())
+        window.append((now, count))
+        while window and window[0][0] < now - BURST_WINDOW:
+            window.popleft()
+        total = sum(c for _, c in window)
+        if total <= self.burst_threshold:
+            return None
+        last = self._burst_noted.get(issuer)
+        if last is not None and now - last < BURST_WINDOW:
+            return None
+        self._burst_noted[issuer] = now
+        return total

@@ -1,0 +1,200 @@
+"""The hash-chained audit log: untouched logs verify; edits, deletions, reordering, and
+records cut by a crash are found and named; several writers keep one chain."""
+
+import json
+import multiprocessing
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from responder.audit import AuditLog, record_hash, verify
+
+
+def write_log(path: Path, count: int = 20, **kw) -> AuditLog:
+    audit = AuditLog(path, **kw)
+    for i in range(count):
+        audit.write(
+            "event.applied",
+            token="ca-1",
+            source="10.0.0.7",
+            event={"type": "revoked", "issuer": "alpha", "serial": format(0x1000 + i, "x")},
+        )
+    return audit
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines(keepends=True)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "responder", "audit", "verify", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_untouched_log_verifies(tmp_path):
+    path = tmp_path / "audit.log"
+    write_log(path)
+    result = verify([path])
+    assert result.ok and result.records == 20
+    assert (result.first_seq, result.head_seq) == (0, 19)
+    last = json.loads(lines(path)[-1])
+    assert result.head_hash == last["hash"] == record_hash(last)
+    assert json.loads(lines(path)[0])["prev"] == "0" * 64
+    done = cli(str(path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"OK: 20 records, seq 0..19, head {last['hash']}" in done.stdout
+
+
+def test_edited_record_is_named(tmp_path):
+    path = tmp_path / "audit.log"
+    write_log(path)
+    text = lines(path)
+    # Turn a revocation of serial 1007 into one of 1fff: the content no longer fits its hash.
+    assert '"serial":"1007"' in text[7]
+    text[7] = text[7].replace('"serial":"1007"', '"serial":"1fff"')
+    path.write_text("".join(text))
+    result = verify([path])
+    assert not result.ok
+    assert [(f.line, f.seq) for f in result.errors] == [(8, 7)]
+    assert "edited" in result.errors[0].problem
+    done = cli(str(path))
+    assert done.returncode == 1
+    assert f"TAMPERED {path}:8 seq 7: record edited" in done.stdout
+
+
+def test_edited_and_rehashed_record_breaks_the_next_link(tmp_path):
+    path = tmp_path / "audit.log"
+    write_log(path)
+    text = lines(path)
+    record = json.loads(text[7])
+    record["event"]["serial"] = "1fff"
+    record["hash"] = record_hash(record)  # a forger recomputes this record's own hash
+    text[7] = json.dumps(record, separators=(",", ":")) + "\n"
+    path.write_text("".join(text))
+    result = verify([path])
+    assert [(f.seq, f.problem) for f in result.errors] == [
+        (8, "prev does not match the record before (chain broken)")
+    ]
+
+
+def test_deleted_record_is_named(tmp_path):
+    path = tmp_path / "audit.log"
+    write_log(path)
+    text = lines(path)
+    del text[5]
+    path.write_text("".join(text))
+    result = verify([path])
+    assert not result.ok
+    assert [(f.line, f.seq) for f in result.errors] == [(6, 6)]
+    assert result.errors[0].problem.startswith("records 5..5 missing")
+    assert cli(str(path)).returncode == 1
+
+
+def test_reordered_records_are_named(tmp_path):
+    path = tmp_path / "audit.log"
+    write_log(path)
+    text = lines(path)
+    text[10], text[11] = text[11], text[10]
+    path.write_text("".join(text))
+    result = verify([path])
+    assert not result.ok
+    problems = {f.seq: f.problem for f in result.errors}
+    assert problems[11].startswith("records 10..10 missing here")
+    assert problems[10] == "out of order: seq 10 after seq 11"
+
+
+def test_records_cut_from_the_end_are_caught_by_the_kept_head(tmp_path):
+    path = tmp_path / "audit.log"
+    write_log(path)
+    head = json.loads(lines(path)[-1])["hash"]
+    path.write_text("".join(lines(path)[:-3]))
+    assert verify([path]).ok  # a shorter chain is still a chain...
+    done = cli(str(path), "--expect-head", head)
+    assert done.returncode == 1 and "head differs from --expect-head" in done.stdout
+
+
+def test_torn_record_from_a_crash_is_noted_and_the_chain_continues(tmp_path):
+    path = tmp_path / "audit.log"
+    write_log(path, 5)
+    data = path.read_bytes()
+    path.write_bytes(data + b'{"seq":5,"time":"2026-')  # the process died mid-write
+    result = verify([path])
+    assert result.ok and "torn last record" in result.notes[0].problem
+    audit = AuditLog(path)  # a new process
+    audit.write("service.started", role="serve")
+    result = verify([path])
+    assert result.ok, result.errors
+    assert result.records == 7 and "torn record from a crash" in result.notes[0].problem
+    kinds = [json.loads(line)["kind"] for line in lines(path) if line.endswith("}\n")]
+    assert kinds[-2:] == ["audit.torn_record", "service.started"]
+    # Someone replacing a torn line with other bytes is not excused.
+    text = lines(path)
+    text[5] = '{"seq":5,"time":"2027-\n'
+    path.write_text("".join(text))
+    assert not verify([path]).ok
+
+
+def test_record_cut_just_before_its_newline_is_kept(tmp_path):
+    path = tmp_path / "audit.log"
+    write_log(path, 3)
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))
+    AuditLog(path).write("service.started")
+    result = verify([path])
+    assert result.ok and result.records == 4 and not result.notes
+
+
+def _writer(path: str, name: str, count: int) -> None:
+    audit = AuditLog(path)
+    for i in range(count):
+        audit.write("event.applied", token=name, n=i)
+
+
+def test_concurrent_writers_keep_one_chain(tmp_path):
+    path = tmp_path / "audit.log"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(path), f"w{i}", 300)) for i in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    result = verify([path])
+    assert result.ok, result.errors[:3]
+    assert result.records == 900 and result.head_seq == 899
+
+
+def test_rotation_continues_the_chain_across_files(tmp_path):
+    path = tmp_path / "audit.log"
+    write_log(path, 400, max_bytes=64 * 1024, fsync=False)
+    rotated = sorted(
+        tmp_path.glob("audit.log.*-*"), key=lambda p: int(p.name.split(".")[-1].split("-")[0])
+    )
+    assert rotated, "nothing rotated"
+    files = [*rotated, path]
+    result = verify(files)
+    assert result.ok and result.records == 400 and result.head_seq == 399
+    # The newest file alone starts mid-chain: noted, and checkable against the older head.
+    alone = verify([path])
+    assert alone.ok and "continues an earlier file" in alone.notes[0].problem
+    older_head = verify(rotated).head_hash
+    assert verify([path], anchor=older_head).ok
+    assert not verify([path], anchor="f" * 64).ok
+    # A whole rotated file missing from the middle is found.
+    if len(rotated) > 1:
+        assert not verify([rotated[0], path]).ok
+
+
+@pytest.mark.parametrize("junk", ["[]", '{"seq":"3","prev":"x","hash":"y"}', "not json"])
+def test_junk_lines_are_errors(tmp_path, junk):
+    path = tmp_path / "audit.log"
+    write_log(path, 4)
+    text = lines(path)
+    text.insert(2, junk + "\n")
+    path.write_text("".join(text))
+    assert not verify([path]).ok
