@@ -10,9 +10,10 @@ STAMP  := $(VENV)/.revocd-installed
 
 # Debian packages the tests drive for real: openssl (OCSP client, CRL verifier),
 # softhsm2 (PKCS#11 token), nginx (stapling server, benchmark anchor), curl, wrk and
-# ab (apache2-utils) for the benchmarks.
-DEB_PACKAGES := openssl softhsm2 nginx curl wrk apache2-utils
-DEB_BINARIES := openssl softhsm2-util nginx curl wrk ab
+# ab (apache2-utils) for the benchmarks, prometheus for promtool (checks and unit-tests
+# deploy/prometheus/alerts.yml).
+DEB_PACKAGES := openssl softhsm2 nginx curl wrk apache2-utils prometheus
+DEB_BINARIES := openssl softhsm2-util nginx curl wrk ab promtool
 
 .PHONY: all venv ext sysdeps test lint typecheck unit run bench clean
 

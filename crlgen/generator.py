@@ -183,6 +183,10 @@ class IssuerCrls:
         self.published_at[shard] = now
         self.dirty.discard(shard)
         metrics.CRL_LAST_PUBLISHED.labels(self.name, str(shard)).set(now)
+        metrics.CRL_NEXT_UPDATE.labels(self.name, str(shard)).set(
+            now + self.crl.validity_hours * 3600 - 1
+        )
+        metrics.CRL_REPUBLISH_INTERVAL.labels(self.name).set(self.crl.republish_hours * 3600)
         return True
 
     def publish_index(self) -> None:

@@ -20,10 +20,16 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .config import ConfigError
-    from .service import serve_forever
+    from .config import ConfigError, load_config
 
     try:
+        workers = args.workers or load_config(args.config).server.workers
+        if workers > 1:
+            from .metrics_export import enable_multiprocess
+
+            enable_multiprocess()
+        from .service import serve_forever
+
         return serve_forever(args.config, workers=args.workers)
     except ConfigError as exc:
         print(f"revocd serve: {exc}", file=sys.stderr)

@@ -103,6 +103,7 @@ class ServerConfig:
     cache_entries: int = 1_000_000
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     log_summary_seconds: int = 60  # 0: no periodic operational summary line
+    cache_max_age_seconds: int = 0  # 0: max-age runs to the next re-sign / publication
 
 
 @dataclass(frozen=True)
@@ -517,6 +518,12 @@ def _server_config(table: dict[str, Any], base: Path, state_dir: Path) -> Server
             100_000_000,
         ),
         limits=limits,
+        cache_max_age_seconds=_positive(
+            _take(table, "cache_max_age_seconds", w, int, 0),
+            "server.cache_max_age_seconds",
+            0,
+            7 * 86400,
+        ),
         log_summary_seconds=_positive(
             _take(table, "log_summary_seconds", w, int, 60), "server.log_summary_seconds", 0, 86400
         ),

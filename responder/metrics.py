@@ -24,7 +24,9 @@ ANSWER_SOURCE = Counter(
     "Where successful answers came from: cache, store (pre-signed) or live (signed now)",
     ["source"],
 )
-CACHE_ENTRIES = Gauge("revocd_cache_entries", "Answers held in the local answer cache")
+CACHE_ENTRIES = Gauge(
+    "revocd_cache_entries", "Answers held in the local answer cache", multiprocess_mode="livesum"
+)
 CACHE_INVALIDATIONS = Counter(
     "revocd_cache_invalidations_total", "Local cache entries dropped because the status changed"
 )
@@ -45,7 +47,9 @@ LIVE_COALESCED = Counter(
     "revocd_live_coalesced_total", "Requests that shared a signature already being made"
 )
 SIGN_ERRORS = Counter("revocd_sign_errors_total", "Signing failures", ["issuer", "kind"])
-HTTP_CONNECTIONS = Gauge("revocd_http_connections", "Open data plane connections")
+HTTP_CONNECTIONS = Gauge(
+    "revocd_http_connections", "Open data plane connections", multiprocess_mode="livesum"
+)
 HTTP_LIMITS = Counter(
     "revocd_http_limit_hits_total",
     "Data plane limits hit: header_bytes, body_bytes, header_timeout, idle, "
@@ -71,7 +75,11 @@ STORE_RESTARTS = Counter(
     "revocd_embedded_store_restarts_total",
     "Times the embedded valkey-server died and was restarted",
 )
-SIGNER_QUEUE_DEPTH = Gauge("revocd_signer_queue_depth", "Signatures waiting for the PKCS#11 owner")
+SIGNER_QUEUE_DEPTH = Gauge(
+    "revocd_signer_queue_depth",
+    "Signatures waiting for the PKCS#11 owner",
+    multiprocess_mode="livesum",
+)
 SIGNER_QUEUE_FULL = Counter(
     "revocd_signer_queue_full_total", "Signatures refused (tryLater) because the queue was full"
 )
@@ -92,16 +100,19 @@ PRESIGN_BACKLOG = Gauge(
     "revocd_presign_backlog",
     "Certificates found due for (re)signing and not yet signed",
     ["issuer"],
+    multiprocess_mode="livesum",
 )
 PRESIGN_OLDEST_AGE = Gauge(
     "revocd_presign_oldest_answer_age_seconds",
     "Age (now - thisUpdate) of the oldest stored answer that is not yet due, at the last sweep",
+    multiprocess_mode="livemax",
 )
 PRESIGN_ERRORS = Counter("revocd_presign_errors_total", "Pre-signer failures", ["stage"])
 RESPONDER_CERT_EXPIRY = Gauge(
     "revocd_responder_cert_expiry_seconds",
     "Seconds until the signing (responder) certificate's notAfter; alert below 30 days",
     ["issuer"],
+    multiprocess_mode="livemin",
 )
 RESPONDER_RELOAD_FAILURES = Counter(
     "revocd_responder_reload_failures_total",
@@ -117,6 +128,7 @@ CRL_LAST_PUBLISHED = Gauge(
     "revocd_crl_last_published_timestamp_seconds",
     "When each CRL shard was last published (alert when older than the republish interval)",
     ["issuer", "shard"],
+    multiprocess_mode="max",
 )
 AUDIT_RECORDS = Counter(
     "revocd_audit_records_total", "Records appended to the audit log, by kind", ["kind"]
@@ -136,4 +148,27 @@ ANSWER_SOONEST_EXPIRY = Gauge(
     "Seconds from the last pre-sign sweep to the earliest nextUpdate among the stored "
     "answers it left in place; alert when this falls under a few hours",
     ["issuer"],
+    multiprocess_mode="livemin",
+)
+CRL_NEXT_UPDATE = Gauge(
+    "revocd_crl_next_update_timestamp_seconds",
+    "nextUpdate of each CRL shard last published; relying parties reject the CRL after it",
+    ["issuer", "shard"],
+    multiprocess_mode="max",
+)
+CRL_REPUBLISH_INTERVAL = Gauge(
+    "revocd_crl_republish_interval_seconds",
+    "Configured seconds between planned CRL publications (crl.republish_hours)",
+    ["issuer"],
+    multiprocess_mode="max",
+)
+SIGNER_QUEUE_CAPACITY = Gauge(
+    "revocd_signer_queue_capacity",
+    "Size of the PKCS#11 signature queue (hsm.queue_size); depth near it means saturation",
+    multiprocess_mode="livemax",
+)
+STORE_UP = Gauge(
+    "revocd_store_up",
+    "1 when the last store ping (every 5 s) succeeded, 0 when it failed or timed out",
+    multiprocess_mode="livemin",
 )

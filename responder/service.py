@@ -25,7 +25,7 @@ from cryptography import x509
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from . import __version__
+from . import __version__, metrics
 from .answers.sources import (
     AnswerCache,
     IssuerRuntime,
@@ -42,6 +42,7 @@ from .dataplane.app import DataPlane
 from .dataplane.http import HttpServer, Limits
 from .ingest import Ingestor
 from .logs import WORKER_ENV, setup_logging
+from .metrics_export import process_exited
 from .ops_summary import log_summaries
 from .presign import Presigner, PresignSettings
 from .responder_keys import CertificateWatcher
@@ -148,6 +149,23 @@ def config_summary(config: Config) -> dict[str, object]:
     }
 
 
+async def watch_store(store: Store, interval: float = 5.0) -> None:
+    """revocd_store_up for dashboards and the StoreUnreachable alert."""
+    was_up = True
+    while True:
+        up = False
+        with trio.move_on_after(2):
+            try:
+                up = await store.ping()
+            except Exception:  # any failure to ping is "down"; the reason is logged once
+                log.debug("store ping failed", exc_info=True)
+        metrics.STORE_UP.set(1 if up else 0)
+        if up != was_up:
+            (log.info if up else log.error)("store %s", "reachable again" if up else "unreachable")
+            was_up = up
+        await trio.sleep(interval)
+
+
 def raise_fd_limit() -> int:
     """Lift the soft open-files limit to the hard one: every connection is a descriptor."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -249,7 +267,12 @@ async def run_data_plane(
         chain = build_chain(issuers, cache, store, batcher, nursery)
         crl_dir = config.server.crl_dir
         plane = DataPlane(
-            chain, config.server.ocsp_path, crl_dir, cache=cache, crl_republish=crl_schedule(config)
+            chain,
+            config.server.ocsp_path,
+            crl_dir,
+            cache=cache,
+            crl_republish=crl_schedule(config),
+            max_age_cap=config.server.cache_max_age_seconds,
         )
         limits = config.server.limits
         server = HttpServer(
@@ -284,6 +307,7 @@ def _worker_main(config_path: str, store_url: str, port: int, index: int, ready:
             async with trio.open_nursery() as nursery:
                 await nursery.start(run_data_plane, config, store, issuers, sock)
                 nursery.start_soon(CertificateWatcher(issuers).run)
+                nursery.start_soon(watch_store, store)
                 if config.server.log_summary_seconds:
                     nursery.start_soon(log_summaries, config.server.log_summary_seconds)
                 ready.set()  # type: ignore[attr-defined]
@@ -331,6 +355,7 @@ async def run_service(
                 hconf.errorlog = logging.getLogger("revocd.control.server")
                 nursery.start_soon(_stop_on_sigterm, nursery.cancel_scope)
                 nursery.start_soon(CertificateWatcher(issuers, audit=trail).run)
+                nursery.start_soon(watch_store, store)
                 if config.server.log_summary_seconds:
                     nursery.start_soon(log_summaries, config.server.log_summary_seconds)
                 crls = crl_generator(config, store)
@@ -367,6 +392,8 @@ async def run_service(
                 worker.terminate()
             for worker in workers:
                 worker.join(10)
+                if worker.pid is not None:
+                    process_exited(worker.pid)
             sock.close()
             with trio.CancelScope(shield=True):
                 await trail.record("service.stopped", role="serve")

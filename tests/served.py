@@ -97,6 +97,7 @@ def start_served(
     alpha_extra: str = "",
     args: tuple[str, ...] = (),
     responder: pki.Issued | None = None,
+    server_extra: str = "",
 ) -> Served:
     d.mkdir(parents=True, exist_ok=True)
     test_pki.issuer.write(d / "alpha.pem")
@@ -114,7 +115,7 @@ state_dir = "state"
 [server]
 port = {port}
 workers = {workers}
-[server.limits]
+{server_extra}[server.limits]
 header_timeout_seconds = 2
 idle_timeout_seconds = 3
 max_connections = 15000

@@ -19,13 +19,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import trio
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from .. import metrics
 from ..answers.sources import IssuerRuntime
 from ..audit_trail import AuditTrail, Entry
 from ..config import TokenConfig
 from ..ingest import BatchTooLarge, EventError, Ingestor, parse_serial
+from ..metrics_export import exposition
 from ..store import Store
 
 log = logging.getLogger("revocd.control")
@@ -119,7 +120,7 @@ class ControlApp:
             )
         if path == "/metrics":
             _only(method, "GET")
-            return 200, generate_latest(), CONTENT_TYPE_LATEST.encode(), []
+            return 200, exposition(), CONTENT_TYPE_LATEST.encode(), []
         if path == "/v1/events":
             _only(method, "POST")
             token = await self._authenticate(scope)

@@ -74,10 +74,21 @@ class DataPlane:
     crl_prefix: str = "/crl/"
     crl_max_age: int = 3600
     cache: AnswerCache | None = None
+    # server.cache_max_age_seconds: an upper bound on every max-age (0: none), so CDNs
+    # pick up a revocation within this many seconds instead of at the next re-sign
+    max_age_cap: int = 0
     # CRL file name -> seconds between planned publications, so caches keep a CRL at most
     # until the next planned one (and at most crl_max_age, since changes publish earlier)
     crl_republish: dict[str, int] = field(default_factory=dict)
     _fast_counts: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.max_age_cap:
+            self.crl_max_age = min(self.crl_max_age, self.max_age_cap)
+
+    def _ocsp_max_age(self, refresh_at: int, now: int) -> int:
+        age = max(0, refresh_at - now)
+        return min(age, self.max_age_cap) if self.max_age_cap else age
 
     async def flush_metrics(self, interval: float = 1.0) -> None:
         """Move the fast path's local counts into the Prometheus counters."""
@@ -113,7 +124,8 @@ class DataPlane:
                 b"\r\n",
                 answer.header_block,
                 b"Cache-Control: max-age=%d, public, no-transform, must-revalidate\r\n"
-                b"Content-Length: %d\r\n\r\n" % (max(0, answer.refresh_at - now), len(answer.der)),
+                b"Content-Length: %d\r\n\r\n"
+                % (self._ocsp_max_age(answer.refresh_at, now), len(answer.der)),
                 answer.der,
             )
         )
@@ -178,8 +190,9 @@ class DataPlane:
                 head_only=head,
             )
         if answer.cacheable:
-            cache_control = b"max-age=%d, public, no-transform, must-revalidate" % max(
-                0, answer.refresh_at - now
+            cache_control = (
+                b"max-age=%d, public, no-transform, must-revalidate"
+                % self._ocsp_max_age(answer.refresh_at, now)
             )
         else:  # an echoed nonce makes the answer good for this request only
             cache_control = NO_CACHE

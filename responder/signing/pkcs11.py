@@ -154,6 +154,7 @@ class _ModuleOwner:
         self.module = module
         self.batch = batch
         self.queue: queue.Queue[Any] = queue.Queue(queue_size)
+        metrics.SIGNER_QUEUE_CAPACITY.set(queue_size)
         self.healthy = True
         self.users = 0
         self._lib: Any = None
