@@ -30,7 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
             enable_multiprocess()
         from .service import serve_forever
 
-        return serve_forever(args.config, workers=args.workers)
+        return serve_forever(args.config, workers=args.workers, presign=args.presign, crl=args.crl)
     except ConfigError as exc:
         print(f"revocd serve: {exc}", file=sys.stderr)
         return 2
@@ -47,6 +47,7 @@ def _crl(args: argparse.Namespace) -> int:
             getattr(args, "issuer", None),
             getattr(args, "out", None),
             getattr(args, "shard", 0),
+            getattr(args, "metrics_port", None),
         )
     except ConfigError as exc:
         print(f"revocd crl: {exc}", file=sys.stderr)
@@ -58,7 +59,7 @@ def _presign(args: argparse.Namespace) -> int:
     from .service import presign_forever
 
     try:
-        return presign_forever(args.config, once=args.once)
+        return presign_forever(args.config, once=args.once, metrics_port=args.metrics_port)
     except ConfigError as exc:
         print(f"revocd presign: {exc}", file=sys.stderr)
         return 2
@@ -107,6 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="data plane processes sharing the port (overrides server.workers)",
     )
+    serve.add_argument(
+        "--no-presign",
+        dest="presign",
+        action="store_false",
+        help="leave pre-signing to a separate `revocd presign` (sets presign.enabled = false)",
+    )
+    serve.add_argument(
+        "--no-crl",
+        dest="crl",
+        action="store_false",
+        help="leave CRLs to a separate `revocd crl run` (sets server.crl_generator = false)",
+    )
     serve.set_defaults(handler=_serve)
 
     presign = sub.add_parser(
@@ -114,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     presign.add_argument("-c", "--config", required=True, help="revocd.toml")
     presign.add_argument("--once", action="store_true", help="one sweep, then exit")
+    presign.add_argument(
+        "--metrics-port", type=int, help="serve /metrics on this port (on control.host)"
+    )
     presign.set_defaults(handler=_presign)
 
     from .keycmd import add_parser as add_key_parser
@@ -124,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     crl_actions = crl.add_subparsers(dest="crl_action", metavar="ACTION", required=True)
     crl_run = crl_actions.add_parser("run", help="the CRL generator alone (no OCSP)")
     crl_run.add_argument("-c", "--config", required=True)
+    crl_run.add_argument(
+        "--metrics-port", type=int, help="serve /metrics on this port (on control.host)"
+    )
     crl_build = crl_actions.add_parser("build", help="build one CRL from the store into a file")
     crl_build.add_argument("-c", "--config", required=True)
     crl_build.add_argument("--issuer", required=True)

@@ -104,6 +104,7 @@ class ServerConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     log_summary_seconds: int = 60  # 0: no periodic operational summary line
     cache_max_age_seconds: int = 0  # 0: max-age runs to the next re-sign / publication
+    crl_generator: bool = True  # false: CRLs come from a separate `revocd crl run`
 
 
 @dataclass(frozen=True)
@@ -308,7 +309,7 @@ def _audit_config(table: dict[str, Any], base: Path) -> AuditConfig:
     where = "audit."
     audit = AuditConfig(
         enabled=_take(table, "enabled", where, bool, True),
-        file=_path(table, "file", where, base),
+        file=_new_path(table, "file", where, base),
         max_bytes=_positive(
             _take(table, "max_bytes", where, int, 256 * 1024 * 1024),
             "audit.max_bytes",
@@ -331,6 +332,12 @@ def _audit_config(table: dict[str, Any], base: Path) -> AuditConfig:
     )
     _no_leftovers(table, where)
     return audit
+
+
+def _new_path(table: dict[str, Any], key: str, where: str, base: Path) -> Path | None:
+    """A path revocd creates (the audit log): only its directory has to be creatable."""
+    value: str | None = _take(table, key, where, str, None)
+    return None if value is None else base / value
 
 
 def _path(table: dict[str, Any], key: str, where: str, base: Path) -> Path | None:
@@ -518,6 +525,7 @@ def _server_config(table: dict[str, Any], base: Path, state_dir: Path) -> Server
             100_000_000,
         ),
         limits=limits,
+        crl_generator=_take(table, "crl_generator", w, bool, True),
         cache_max_age_seconds=_positive(
             _take(table, "cache_max_age_seconds", w, int, 0),
             "server.cache_max_age_seconds",

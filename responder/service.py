@@ -203,7 +203,9 @@ def crl_signer(issuer: IssuerConfig) -> Signer:
         raise ConfigError(f"{where}{'hsm' if crl.hsm else 'key'}: {exc}") from exc
 
 
-def crl_generator(config: Config, store: Store) -> "CrlGenerator | None":
+def crl_generator(
+    config: Config, store: Store, audit: AuditTrail | None = None
+) -> "CrlGenerator | None":
     from crlgen.generator import CrlGenerator, issuer_crls
 
     crl_dir = config.server.crl_dir or config.state_dir / "crl"
@@ -215,7 +217,7 @@ def crl_generator(config: Config, store: Store) -> "CrlGenerator | None":
             issuers.append(issuer_crls(issuer, crl_signer(issuer), crl_dir))
         except ValueError as exc:
             raise ConfigError(f"issuers.{issuer.name}.crl: {exc}") from exc
-    return CrlGenerator(store, issuers) if issuers else None
+    return CrlGenerator(store, issuers, audit) if issuers else None
 
 
 def crl_schedule(config: Config) -> dict[str, int]:
@@ -358,7 +360,7 @@ async def run_service(
                 nursery.start_soon(watch_store, store)
                 if config.server.log_summary_seconds:
                     nursery.start_soon(log_summaries, config.server.log_summary_seconds)
-                crls = crl_generator(config, store)
+                crls = crl_generator(config, store, trail) if config.server.crl_generator else None
                 if crls is not None:
                     await nursery.start(crls.run)
                 if config.presign.enabled:
@@ -426,12 +428,23 @@ def _start_workers(
     return procs
 
 
-def serve_forever(config_path: str | Path, workers: int | None = None) -> int:
+def serve_forever(
+    config_path: str | Path,
+    workers: int | None = None,
+    presign: bool = True,
+    crl: bool = True,
+) -> int:
+    """`revocd serve`; --no-presign and --no-crl leave those to `revocd presign` and
+    `revocd crl run` deployments of their own."""
     config = load_config(config_path)
     if workers is not None:
         if not 1 <= workers <= 256:
             raise ConfigError("--workers: must be between 1 and 256")
         config = replace(config, server=replace(config.server, workers=workers))
+    if not presign:
+        config = replace(config, presign=replace(config.presign, enabled=False))
+    if not crl:
+        config = replace(config, server=replace(config.server, crl_generator=False))
     try:
         trio.run(run_service, config)
     except KeyboardInterrupt:
@@ -439,9 +452,21 @@ def serve_forever(config_path: str | Path, workers: int | None = None) -> int:
     return 0
 
 
-def presign_forever(config_path: str | Path, once: bool = False) -> int:
+def serve_metrics(port: int | None, host: str) -> None:
+    """/metrics for `revocd presign` and `revocd crl run`, which have no control plane."""
+    if port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(port, host)
+        log.info("metrics on http://%s:%d/metrics", host, port)
+
+
+def presign_forever(
+    config_path: str | Path, once: bool = False, metrics_port: int | None = None
+) -> int:
     """`revocd presign`: the pre-signer alone, for deployments that run it separately."""
     config = load_config(config_path)
+    serve_metrics(metrics_port, config.control.host)
 
     async def main() -> None:
         issuers = [issuer_runtime(i) for i in config.issuers.values()]
@@ -467,17 +492,26 @@ def presign_forever(config_path: str | Path, once: bool = False) -> int:
 
 
 def crl_command(
-    config_path: str | Path, action: str, issuer: str | None, out: str | None, shard: int
+    config_path: str | Path,
+    action: str,
+    issuer: str | None,
+    out: str | None,
+    shard: int,
+    metrics_port: int | None = None,
 ) -> int:
     """`revocd crl run` (the generator alone) and `revocd crl build` (one CRL to a file)."""
     config = load_config(config_path)
+    serve_metrics(metrics_port, config.control.host)
 
     async def main() -> None:
         async with open_configured_store(config) as store:
-            generator = crl_generator(config, store)
+            trail = audit_trail(config) if action == "run" else None
+            generator = crl_generator(config, store, trail)
             if generator is None:
                 raise ConfigError("issuers.<name>.crl: no issuer has a [crl] table")
             if action == "run":
+                assert trail is not None
+                await trail.record("service.started", role="crl", **config_summary(config))
                 await generator.run()
                 return
             target = generator.issuers.get(issuer or "")

@@ -1,6 +1,7 @@
 """The CRL generator inside `revocd serve`: shards published at start, a pushed revocation
 in its shard's CRL within seconds, a lifted hold leaving it, and `revocd crl build`."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -71,6 +72,17 @@ def test_every_shard_and_the_list_are_published(crl_served, test_pki, tmp_path):
     # caches keep it at most until the next planned publication, and at most an hour
     max_age = int(headers["cache-control"].split("max-age=")[1].split(",")[0])
     assert 0 < max_age <= 3600
+    # Each publication is in the audit log with the digest of exactly what was published.
+    records = [
+        json.loads(line)
+        for line in (crl_served.dir / "state" / "audit.log").read_text().splitlines()
+    ]
+    published_records = {
+        r["file"]: r for r in records if r["kind"] == "crl.published" and r["issuer"] == "alpha"
+    }
+    assert set(published_records) == {f"alpha-{n}.crl" for n in range(SHARDS)}
+    latest = published_records["alpha-2.crl"]
+    assert latest["sha256"] == hashlib.sha256(published(crl_served, 2)).hexdigest()
 
 
 def test_pushed_revocation_reaches_its_shard_within_seconds(crl_served):
