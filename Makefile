@@ -11,9 +11,9 @@ STAMP  := $(VENV)/.revocd-installed
 # Debian packages the tests drive for real: openssl (OCSP client, CRL verifier),
 # softhsm2 (PKCS#11 token), nginx (stapling server, benchmark anchor), curl, wrk and
 # ab (apache2-utils) for the benchmarks, prometheus for promtool (checks and unit-tests
-# deploy/prometheus/alerts.yml).
-DEB_PACKAGES := openssl softhsm2 nginx curl wrk apache2-utils prometheus
-DEB_BINARIES := openssl softhsm2-util nginx curl wrk ab promtool
+# deploy/prometheus/alerts.yml), systemd for systemd-analyze (verifies deploy/systemd).
+DEB_PACKAGES := openssl softhsm2 nginx curl wrk apache2-utils prometheus systemd
+DEB_BINARIES := openssl softhsm2-util nginx curl wrk ab promtool systemd-analyze
 
 .PHONY: all venv ext sysdeps test lint typecheck unit run bench clean
 
@@ -62,6 +62,7 @@ bench: venv ext sysdeps
 	$(PY) loadtests/bench_hsm.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_crl.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_scaling.py --write docs/benchmarks.md --plots docs/plots
+	$(PY) loadtests/drill_mass_revocation.py --revocations 100000 --write docs/benchmarks.md
 
 clean:
 	rm -rf build $(VENV) responder/**/*.so responder/**/*.c ext/*.c .pytest_cache .mypy_cache .ruff_cache .hypothesis

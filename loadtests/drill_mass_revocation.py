@@ -180,10 +180,9 @@ class Watch(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set() and (self.crl_after is None or self.presigned_after is None):
             now = time.monotonic() - self.since
-            if (
-                self.presigned_after is None
-                and presigned_changes(self.control) - self.baseline >= len(self.serials)
-            ):
+            if self.presigned_after is None and presigned_changes(
+                self.control
+            ) - self.baseline >= len(self.serials):
                 self.presigned_after = now
             if self.crl_after is None:
                 der = fetch_crl(self.port)

@@ -1,6 +1,7 @@
 """`revocd audit verify FILE...`: check the audit log's hash chain."""
 
 import argparse
+import datetime
 import json
 import sys
 
@@ -27,6 +28,20 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     check.add_argument("--expect-head", help="hash the last record must have")
     check.add_argument("--json", action="store_true", help="print the result as JSON")
     check.set_defaults(handler=run)
+
+    export = actions.add_parser(
+        "export-events",
+        help="print the applied events as a batch for `revocd push --file -`",
+        description=(
+            "After restoring the store from a backup, replay what was applied since: the "
+            "audit log holds every applied event as the CA sent it. Verify the log first."
+        ),
+    )
+    export.add_argument("files", nargs="+", metavar="FILE")
+    export.add_argument(
+        "--since", default="", help="only records at or after this time (2026-11-22T10:00:00Z)"
+    )
+    export.set_defaults(handler=export_events)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,3 +84,42 @@ def run(args: argparse.Namespace) -> int:
             f"head {result.head_hash}"
         )
     return 0 if result.ok else 1
+
+
+def _when(text: str) -> datetime.datetime:
+    when = datetime.datetime.fromisoformat(text)
+    return when if when.tzinfo else when.replace(tzinfo=datetime.UTC)
+
+
+def export_events(args: argparse.Namespace) -> int:
+    try:
+        since = _when(args.since) if args.since else None
+    except ValueError:
+        print(f"revocd audit export-events: --since: not a time: {args.since!r}", file=sys.stderr)
+        return 2
+    events = []
+    skipped = 0
+    for path in args.files:
+        with open(path, "rb") as f:
+            for raw in f:
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    continue  # a torn line; `verify` reports it
+                if record.get("kind") != "event.applied":
+                    continue
+                if since is not None and _when(record["time"]) < since:
+                    continue
+                if "event" in record:
+                    events.append(record["event"])
+                else:
+                    skipped += 1  # recorded by digest only (larger than 4 KiB)
+    json.dump({"events": events}, sys.stdout)
+    sys.stdout.write("\n")
+    print(f"{len(events)} applied events exported", file=sys.stderr)
+    if skipped:
+        print(
+            f"{skipped} events were too large to keep in the log; replay them from the CA",
+            file=sys.stderr,
+        )
+    return 0

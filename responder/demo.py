@@ -11,6 +11,7 @@ prints the openssl commands to try and a line containing `ready`.
 """
 
 import argparse
+import contextlib
 import hashlib
 import logging
 import random
@@ -284,10 +285,9 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"  metrics: curl -s {control}/metrics   readiness: curl -s {control}/readyz")
         print(f"revocd demo ready: data plane {base_url}/, control plane {control}", flush=True)
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the signal receiver
         trio.run(run_service, config, on_ready)
-    except KeyboardInterrupt:
-        print("revocd demo stopped")
+    print("revocd demo stopped")
     return 0
 
 

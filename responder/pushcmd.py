@@ -10,6 +10,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+BATCH = 10_000
+
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     push = sub.add_parser(
@@ -65,8 +67,19 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError, KeyError) as exc:
         print(f"revocd push: {exc}", file=sys.stderr)
         return 2
+    # The control plane takes at most BATCH events per request (docs/store.md).
+    worst = 0
+    for start in range(0, max(1, len(events)), BATCH):
+        worst = max(worst, _send(args.url, token, events[start : start + BATCH]))
+        if worst == 1 and start + BATCH < len(events):
+            print(f"revocd push: stopped after event {start + BATCH}", file=sys.stderr)
+            break
+    return worst
+
+
+def _send(url: str, token: str, events: list[Any]) -> int:
     request = urllib.request.Request(
-        args.url.rstrip("/") + "/v1/events",
+        url.rstrip("/") + "/v1/events",
         data=json.dumps({"events": events}).encode(),
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         method="POST",
@@ -77,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     except urllib.error.HTTPError as exc:
         status, body = exc.code, exc.read()
     except OSError as exc:
-        print(f"revocd push: cannot reach {args.url}: {exc}", file=sys.stderr)
+        print(f"revocd push: cannot reach {url}: {exc}", file=sys.stderr)
         return 1
     print(body.decode(errors="replace").strip())
     return 0 if status == 200 else 1

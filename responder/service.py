@@ -174,14 +174,25 @@ def raise_fd_limit() -> int:
     return hard
 
 
-async def _stop_on_sigterm(scope: trio.CancelScope) -> None:
-    """SIGTERM (systemd, container runtimes) stops revocd as cleanly as Ctrl-C: the
-    nursery unwinds, so the embedded store and the workers are stopped too."""
-    with trio.open_signal_receiver(signal.SIGTERM) as signals:
-        async for _ in signals:
-            log.info("SIGTERM: stopping")
+async def _stop_on_signals(scope: trio.CancelScope) -> None:
+    """SIGTERM (systemd, container runtimes) and SIGINT (Ctrl-C) stop revocd cleanly: the
+    nursery unwinds, so the embedded store and the workers are stopped too. Receiving
+    SIGINT here, rather than as trio's KeyboardInterrupt, matters: KeyboardInterrupt is
+    raised inside whatever code runs at that instant, and a library that swallows it
+    leaves the service running."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("%s: stopping", signal.Signals(signum).name)
             scope.cancel()
             return
+
+
+async def until_signalled(main: Callable[[], Awaitable[None]]) -> None:
+    """Run `main` until it returns or SIGTERM/SIGINT arrives."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
+        await main()
+        nursery.cancel_scope.cancel()
 
 
 def crl_signer(issuer: IssuerConfig) -> Signer:
@@ -355,7 +366,7 @@ async def run_service(
                 hconf.bind = [f"{config.control.host}:{config.control.port}"]
                 hconf.accesslog = None
                 hconf.errorlog = logging.getLogger("revocd.control.server")
-                nursery.start_soon(_stop_on_sigterm, nursery.cancel_scope)
+                nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
                 nursery.start_soon(CertificateWatcher(issuers, audit=trail).run)
                 nursery.start_soon(watch_store, store)
                 if config.server.log_summary_seconds:
@@ -445,10 +456,9 @@ def serve_forever(
         config = replace(config, presign=replace(config.presign, enabled=False))
     if not crl:
         config = replace(config, server=replace(config.server, crl_generator=False))
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the signal receiver
         trio.run(run_service, config)
-    except KeyboardInterrupt:
-        log.info("stopped")
+    log.info("stopped")
     return 0
 
 
@@ -485,8 +495,8 @@ def presign_forever(
                 await presigner.run()
 
     try:
-        trio.run(main)
-    except KeyboardInterrupt:
+        trio.run(until_signalled, main)
+    except KeyboardInterrupt:  # before the signal receiver is in place
         log.info("stopped")
     return 0
 
@@ -535,7 +545,7 @@ def crl_command(
             log.info("wrote %s: %d entries", out, len(target.shards[shard]))
 
     try:
-        trio.run(main)
-    except KeyboardInterrupt:
+        trio.run(until_signalled, main)
+    except KeyboardInterrupt:  # before the signal receiver is in place
         log.info("stopped")
     return 0

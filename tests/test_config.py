@@ -84,3 +84,19 @@ def test_partition_count_cannot_change_once_registered(valkey_standalone, tmp_pa
                 await store.register_issuers([IssuerConfig("fixed", tmp_path, partitions=16)])
 
     trio.run(main)
+
+
+def test_every_config_key_is_documented():
+    """Every key the parser reads appears in docs/config.md."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    source = (root / "responder" / "config.py").read_text()
+    keys = set(re.findall(r'_(?:take|path|new_path|limit)\(\s*\w+,\s*"([a-z0-9_]+)"', source))
+    assert len(keys) > 40
+    doc = (root / "docs" / "config.md").read_text()
+    missing = sorted(
+        k for k in keys if not any(form in doc for form in (f"`{k}`", f"[{k}]", f".{k}]", f"[{k}."))
+    )
+    assert not missing, f"docs/config.md does not describe {missing}"
