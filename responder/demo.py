@@ -283,6 +283,7 @@ def run_demo(args: argparse.Namespace) -> int:
             f"-CAfile {d}/issuer.pem"
         )
         print(f"  metrics: curl -s {control}/metrics   readiness: curl -s {control}/readyz")
+        print(f"  audit log: revocd audit verify {config.audit_file}")
         print(f"revocd demo ready: data plane {base_url}/, control plane {control}", flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the signal receiver

@@ -128,3 +128,22 @@ def test_unwritable_audit_log_refuses_events_until_it_recovers(served):
     kinds = [r["kind"] for r in records(served)[-3:]]
     assert kinds == ["audit.resumed", "event.unchanged", "event.applied"]
     assert verify([path]).ok
+
+
+def test_responder_certificate_close_to_expiry_is_an_anomaly(tmp_path, test_pki):
+    from responder import pki
+
+    s = start_served(
+        tmp_path / "short",
+        test_pki,
+        workers=1,
+        responder=pki.make_responder(test_pki.issuer, days=10),
+        alpha_extra="validity_hours = 24\n",
+    )
+    try:
+        record = wait_for_kind(s, "anomaly.responder_cert_expiring")
+        assert record["issuer"] == "alpha"
+        assert 9 * 86400 < record["seconds_left"] <= 10 * 86400
+        assert record["cert_subject"].startswith("CN=")
+    finally:
+        assert s.proc.stop() == 0, s.proc.output[-3000:]

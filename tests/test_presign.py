@@ -130,3 +130,34 @@ def test_batch_write_refuses_answers_signed_before_a_change(valkey_standalone, i
 
     stored, a, b = run(valkey_standalone.url, issuer, fn)
     assert stored == 1 and a is None and b.der == b"b"
+
+
+def test_answers_left_close_to_expiry_are_an_anomaly(valkey_standalone, test_pki, tmp_path):
+    """A responder certificate ending before the next answer's nextUpdate stops the
+    re-signing; the stale answer left in place is reported (metric and audit record)."""
+    import json
+
+    from responder import metrics, pki
+    from responder.audit import AuditLog
+    from responder.audit_trail import AuditTrail
+
+    short = pki.make_responder(test_pki.issuer, days=2)
+    name = "nearexp" + str(time.monotonic_ns() % 10**6)
+    config = IssuerConfig(name, tmp_path, Policy.TLS, partitions=2)
+    identity = ResponderIdentity(SoftwareSigner(short.key), test_pki.issuer.cert, short.cert)
+    issuer = IssuerRuntime(config, identity, Schedule(validity=4 * DAY - 1))
+    trail = AuditTrail(AuditLog(tmp_path / "audit.log"))
+
+    async def fn(store, ingest):
+        await ingest.submit([issued(88, issuer.name)])
+        record = await store.get_record(issuer.name, 88)
+        now = int(time.time())
+        await store.put_answer(issuer.name, record, PreSigned(now - 3 * DAY, now + HOUR, b"old"))
+        return await Presigner(store, [issuer], audit=trail).sweep()
+
+    assert run(valkey_standalone.url, issuer, fn) == 0
+    left = metrics.ANSWER_SOONEST_EXPIRY.labels(issuer.name)._value.get()
+    assert 0 < left <= HOUR
+    records = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    assert [r["kind"] for r in records] == ["anomaly.answers_near_expiry"]
+    assert records[0]["issuer"] == issuer.name and records[0]["seconds_left"] <= HOUR
