@@ -30,33 +30,20 @@ import time
 from pathlib import Path
 
 from benchdoc import replace_section
+from nginx_conf import main_conf
 from ocsp_requests import get_path, ocsp_request
 
 from responder.ocsp import HashAlgorithm, IssuerHashes, encode_cert_id
 from responder.signing import SoftwareSigner
 from responder.store.embedded import free_port
 
-NGINX_CONF = """
-{user}
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
+NGINX_SERVER = """
     server {{
         listen 127.0.0.1:{port};
         root {dir}/answers;
         default_type application/ocsp-response;
         location / {{ add_header Cache-Control "max-age=300, public, no-transform"; }}
     }}
-}}
 """
 
 
@@ -253,9 +240,13 @@ def run(args: argparse.Namespace, tmp: Path, procs: list[subprocess.Popen[bytes]
 
     nginx_port = free_port()
     nginx_dir = tmp / "nginx"
-    user = "user root;" if os.geteuid() == 0 else ""
     (nginx_dir / "nginx.conf").write_text(
-        NGINX_CONF.format(dir=nginx_dir, port=nginx_port, user=user)
+        main_conf(
+            nginx_dir,
+            NGINX_SERVER.format(dir=nginx_dir, port=nginx_port),
+            worker_connections=4096,
+            error_log="warn",
+        )
     )
     procs.append(
         subprocess.Popen(

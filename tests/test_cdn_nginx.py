@@ -4,7 +4,6 @@ answer (and the new CRL) once the cached copy expires after a revocation."""
 
 import base64
 import http.client
-import os
 import subprocess
 import time
 import urllib.parse
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from loadtests.nginx_conf import main_conf
 from responder.store.embedded import free_port
 
 from .conftest import require_tool
@@ -21,24 +21,6 @@ from .served import cert_status, now_iso, start_served
 TEMPLATE = Path(__file__).parent.parent / "deploy" / "nginx" / "revocd-cdn.conf.template"
 MAX_AGE = 2
 SERIAL = 0xCD0001
-
-MAIN = """
-{user}
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log info;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    include {dir}/revocd-cdn.conf;
-}}
-"""
 
 
 def render(template: str, values: dict[str, str]) -> str:
@@ -79,8 +61,9 @@ def cdn(tmp_path_factory, test_pki):
             },
         )
     )
-    user = "user root;" if os.geteuid() == 0 else ""
-    (edge / "nginx.conf").write_text(MAIN.format(dir=edge, user=user))
+    (edge / "nginx.conf").write_text(
+        main_conf(edge, f"    include {edge}/revocd-cdn.conf;", worker_connections=256)
+    )
     proc = subprocess.Popen(
         [exe, "-c", str(edge / "nginx.conf"), "-p", str(edge)],
         stdout=subprocess.PIPE,

@@ -4,33 +4,15 @@ nginx staples only `good` answers; for a revoked certificate it logs
 `certificate status "revoked"` and staples nothing (nginx ssl_stapling docs).
 """
 
-import os
 import subprocess
 import time
 
 import pytest
 
+from loadtests.nginx_conf import main_conf
 from responder.store.embedded import free_port
 
 from .conftest import require_tool
-
-CONF = """
-{user}
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    {servers}
-}}
-"""
 
 SERVER = """
     server {{
@@ -59,8 +41,7 @@ def nginx(demo, tmp_path_factory):
         servers += SERVER.format(
             port=ports[name], dir=d, name=name, key=demo.dir / "certs" / f"{name}.key"
         )
-    user = "user root;" if os.geteuid() == 0 else ""
-    (d / "nginx.conf").write_text(CONF.format(dir=d, servers=servers, user=user))
+    (d / "nginx.conf").write_text(main_conf(d, servers, worker_connections=64))
     proc = subprocess.Popen(
         [exe, "-c", str(d / "nginx.conf"), "-p", str(d)],
         stdout=subprocess.PIPE,
