@@ -25,7 +25,7 @@ from coredis.typing import Node
 from ..config import ConfigError, IssuerConfig, StoreConfig
 from . import keys
 from .records import CertRecord, Status
-from .scripts import APPLY_EVENTS, PUT_ANSWER, PUT_ANSWERS
+from .scripts import APPLY_EVENTS, LOOKUP, PUT_ANSWER, PUT_ANSWERS
 
 log = logging.getLogger("revocd.store")
 
@@ -122,6 +122,7 @@ class Store:
         self._apply = client.register_script(APPLY_EVENTS)
         self._put_answer = client.register_script(PUT_ANSWER)
         self._put_answers = client.register_script(PUT_ANSWERS)
+        self._lookup = client.register_script(LOOKUP)
         self._partitions: dict[str, int] = {}
         self._wait_local = 1
 
@@ -287,7 +288,7 @@ class Store:
     async def lookup_many(
         self, issuer: str, serials: Sequence[int]
     ) -> dict[int, tuple[PreSigned | None, CertRecord | None]]:
-        """Pre-signed answers and records for many serials: two commands per partition,
+        """Pre-signed answers and records for many serials: one script call per partition,
         partitions fetched concurrently. The data plane's batched cache misses use it."""
         n = self.partitions(issuer)
         by_partition: dict[int, list[int]] = {}
@@ -297,8 +298,9 @@ class Store:
 
         async def fetch(p: int, group: list[int]) -> None:
             fields = [keys.serial_field(s) for s in group]
-            blobs = await self.client.hmget(keys.answers(issuer, p), fields)
-            raws = await self.client.hmget(keys.certs(issuer, p), fields)
+            blobs, raws = await self._lookup(
+                keys=[keys.answers(issuer, p), keys.certs(issuer, p)], args=fields
+            )
             for serial, blob, raw in zip(group, blobs, raws, strict=True):
                 out[serial] = (
                     None if blob is None else _presigned(blob),
@@ -401,10 +403,12 @@ class Store:
                     async for message in pubsub:
                         if message["type"] != "message":
                             continue
-                        issuer, serial, status, version, at_ms = _s(message["data"]).split(" ")
-                        yield Change(
-                            issuer, int(serial, 16), Status(status), int(version), int(at_ms)
-                        )
+                        # One notification per applied batch and partition, a line each.
+                        for line in _s(message["data"]).split("\n"):
+                            issuer, serial, status, version, at_ms = line.split(" ")
+                            yield Change(
+                                issuer, int(serial, 16), Status(status), int(version), int(at_ms)
+                            )
 
                 yield messages()
         except* (anyio.ClosedResourceError, anyio.BrokenResourceError) as group:
