@@ -247,6 +247,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
     async def on_ready(running: Running) -> None:
         counts = await populate(running, demo, args.certs)
+        # Seeded straight into the store, not through the control plane: say so once.
+        await running.audit.record("demo.populated", issuer=ISSUER, counts=counts)
         issuer = running.issuers[0]
         signed = await presign_issuer(running.store, issuer)
         assert config.server.crl_dir is not None

@@ -1,11 +1,13 @@
 """`revocd import`: the CLI side of responder.importers."""
 
 import argparse
+import hashlib
 import sys
 from pathlib import Path
 
 import trio
 
+from .audit import AuditLog, operator_name
 from .config import ConfigError, load_config
 from .importers import (
     ImportError_,
@@ -49,6 +51,17 @@ def run_import_command(args: argparse.Namespace) -> int:
     except (ImportError_, StoreError, ConfigError, OSError) as exc:
         print(f"revocd import: {exc}", file=sys.stderr)
         return 1
+    if config.audit.enabled:
+        # The imported file is the evidence; the record names it by digest, with the counts.
+        AuditLog(config.audit_file, max_bytes=config.audit.max_bytes).write(
+            "import.completed",
+            issuer=issuer.name,
+            what=args.kind,
+            path=str(path.resolve()),
+            sha256=_digest(path),
+            counts=dict(report.counts),
+            operator=operator_name(),
+        )
     print(report.summary())
     for line in report.errors:
         print(f"  {line}")
@@ -56,3 +69,18 @@ def run_import_command(args: argparse.Namespace) -> int:
     if len(report.errors) < problems:
         print(f"  ... and {problems - len(report.errors)} more")
     return 1 if problems else 0
+
+
+def _digest(path: Path) -> str:
+    """SHA-256 of an imported file (what `sha256sum` prints), or of a directory's files
+    in name order, each preceded by its name."""
+    digest = hashlib.sha256()
+    directory = path.is_dir()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if directory else [path]
+    for file in files:
+        if directory:
+            digest.update(file.name.encode() + b"\0")
+        with open(file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()

@@ -263,6 +263,7 @@ class Running:
     issuers: list[IssuerRuntime]
     data_port: int
     control_port: int
+    audit: AuditTrail
 
 
 async def run_data_plane(
@@ -388,7 +389,7 @@ async def run_service(
                     nursery.start_soon(presigner.run)
                 binds = await nursery.start(hypercorn_serve, control, hconf)
                 control_port = int(binds[0].rsplit(":", 1)[1])
-                running = Running(store, ingest, issuers, data_port, control_port)
+                running = Running(store, ingest, issuers, data_port, control_port, trail)
                 log.info(
                     "revocd ready: data plane http://%s:%d%s (%d worker(s)), control plane %s",
                     config.server.host,

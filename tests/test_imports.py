@@ -1,5 +1,7 @@
 """`revocd import`: OpenSSL index.txt, CRLs and certificate directories from a real `openssl ca`."""
 
+import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -146,6 +148,12 @@ def test_index_txt_import_and_replay(openssl_ca, tmp_path):
     assert got[0x1003].reason is RevocationReason.UNSPECIFIED
     assert got[0x1004].status is Status.GOOD
     assert all(r.not_after is not None for r in got.values())
+    # Each import is in the audit log, naming the file by digest, with its counts.
+    audit = [json.loads(x) for x in (tmp_path / "state" / "audit.log").read_text().splitlines()]
+    assert [r["kind"] for r in audit] == ["import.completed", "import.completed"]
+    digest = hashlib.sha256((openssl_ca / "index.txt").read_bytes()).hexdigest()
+    assert audit[0]["sha256"] == digest and audit[0]["what"] == "index"
+    assert audit[0]["counts"] == {"applied": 9} and audit[1]["counts"] == {"unchanged": 9}
 
 
 def test_hold_in_index_is_rejected_for_tls_issuer(openssl_ca, tmp_path):
