@@ -63,6 +63,7 @@ class _Head:
     hash: str = GENESIS
     size: int = 0
     inode: int = 0
+    previous_file: str | None = None  # set when an empty file continues a rotated one
 
 
 class AuditLog:
@@ -89,8 +90,8 @@ class AuditLog:
             fcntl.flock(fd, fcntl.LOCK_EX)
             head, torn = self._read_head(fd)
             if head.size >= self.max_bytes:
-                fd = self._rotate(fd, head)
-                head = _Head(head.seq, head.hash, 0, os.fstat(fd).st_ino)
+                fd, rotated = self._rotate(fd, head)
+                head = _Head(head.seq, head.hash, 0, os.fstat(fd).st_ino, rotated)
                 torn = None
             lines: list[bytes] = []
             records: list[dict[str, Any]] = []
@@ -106,6 +107,16 @@ class AuditLog:
                     ),
                 )
                 log.error("audit log %s: the last record was torn; noted in the chain", self.path)
+            if head.size == 0 and head.seq >= 0:
+                # A file that continues a chain says so first: a file starting mid-chain
+                # without this record has lost its beginning.
+                entries.insert(
+                    0,
+                    (
+                        "audit.continued",
+                        {"previous_file": head.previous_file, "previous_seq": head.seq},
+                    ),
+                )
             seq, prev = head.seq, head.hash
             stamp = _now_text()
             pid = os.getpid()
@@ -179,20 +190,21 @@ class AuditLog:
             return {}
         last = rotated[-1].read_bytes().rstrip(b"\n").rsplit(b"\n", 1)[-1]
         record = json.loads(last)
-        return {"seq": record["seq"], "hash": record["hash"]}
+        return {"seq": record["seq"], "hash": record["hash"], "previous_file": rotated[-1].name}
 
-    def _rotate(self, fd: int, head: _Head) -> int:
+    def _rotate(self, fd: int, head: _Head) -> tuple[int, str]:
         first = 0
         with open(self.path, "rb") as f:
             first_line = f.readline()
         with contextlib.suppress(ValueError, KeyError, TypeError):
             first = json.loads(first_line)["seq"]
-        self.path.rename(self.path.with_name(f"{self.path.name}.{first}-{head.seq}"))
+        rotated = f"{self.path.name}.{first}-{head.seq}"
+        self.path.rename(self.path.with_name(rotated))
         new = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
         fcntl.flock(new, fcntl.LOCK_EX)
         os.close(fd)
         log.info("audit log rotated at seq %d", head.seq)
-        return new
+        return new, rotated
 
 
 @dataclass
@@ -281,6 +293,10 @@ def verify(paths: Iterable[str | Path], anchor: str | None = None) -> VerifyResu
                 if prev_hash is None and seq == 0 and rec_prev != GENESIS:
                     result.errors.append(
                         Finding(number, seq, "first record does not start the chain", where)
+                    )
+                elif prev_hash is None and seq != 0 and record.get("kind") != "audit.continued":
+                    result.errors.append(
+                        Finding(number, seq, f"records before seq {seq} missing (deleted)", where)
                     )
                 elif prev_hash is None and seq != 0:
                     result.notes.append(

@@ -9,6 +9,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -20,6 +21,14 @@ log = logging.getLogger("revocd.audit")
 
 Entry = tuple[str, Mapping[str, Any]]
 BURST_WINDOW = 60.0
+LIMITED_PER_MINUTE = 10
+
+
+@dataclass
+class _Window:
+    start: float
+    recorded: int = 0
+    suppressed: int = 0
 
 
 class AuditTrail:
@@ -37,6 +46,8 @@ class AuditTrail:
         self._revocations: dict[str, deque[tuple[float, int]]] = {}
         self._burst_noted: dict[str, float] = {}
         self._noted_once: dict[tuple[str, str], float] = {}
+        self._limited: dict[tuple[str, str], _Window] = {}
+        self.clock = time.monotonic
 
     @classmethod
     def disabled(cls) -> "AuditTrail":
@@ -76,6 +87,40 @@ class AuditTrail:
             return
         self._noted_once[(kind, key)] = now
         await self.anomaly(kind, **fields)
+
+    async def anomaly_limited(self, kind: str, key: str, **fields: Any) -> None:
+        """An anomaly anyone on the network can cause (refused tokens): at most
+        LIMITED_PER_MINUTE records per key a minute, the rest counted and summed up in one
+        `anomaly.<kind>_suppressed` record, so a flood cannot fill the disk and stop
+        events through an unwritable log. The metric counts every one."""
+        now = self.clock()
+        window = self._limited.get((kind, key))
+        if window is None or now - window.start >= BURST_WINDOW:
+            if window is not None and window.suppressed:
+                await self._suppressed(kind, key, window.suppressed)
+            window = self._limited[(kind, key)] = _Window(now)
+        if window.recorded < LIMITED_PER_MINUTE:
+            window.recorded += 1
+            await self.anomaly(kind, **fields)
+        else:
+            window.suppressed += 1
+            metrics.AUDIT_ANOMALIES.labels(kind).inc()
+
+    async def flush_suppressed(self) -> None:
+        """Owned by the service nursery: write the suppressed counts of ended windows."""
+        while True:
+            await trio.sleep(BURST_WINDOW / 4)
+            now = self.clock()
+            for (kind, key), window in list(self._limited.items()):
+                if now - window.start >= BURST_WINDOW:
+                    del self._limited[(kind, key)]
+                    if window.suppressed:
+                        await self._suppressed(kind, key, window.suppressed)
+
+    async def _suppressed(self, kind: str, key: str, count: int) -> None:
+        await self.record(
+            f"anomaly.{kind}_suppressed", key=key, suppressed=count, window_seconds=BURST_WINDOW
+        )
 
     def revocations(self, issuer: str, count: int, now: float | None = None) -> int | None:
         """Count applied revocations; returns the last minute's total when it first passes

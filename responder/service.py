@@ -369,6 +369,7 @@ async def run_service(
                 hconf.errorlog = logging.getLogger("revocd.control.server")
                 nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
                 nursery.start_soon(CertificateWatcher(issuers, audit=trail).run)
+                nursery.start_soon(trail.flush_suppressed)
                 nursery.start_soon(watch_store, store)
                 if config.server.log_summary_seconds:
                     nursery.start_soon(log_summaries, config.server.log_summary_seconds)

@@ -1,6 +1,7 @@
 """The hash-chained audit log: untouched logs verify; edits, deletions, reordering, and
 records cut by a crash are found and named; several writers keep one chain."""
 
+import itertools
 import json
 import multiprocessing
 import subprocess
@@ -178,7 +179,11 @@ def test_rotation_continues_the_chain_across_files(tmp_path):
     assert rotated, "nothing rotated"
     files = [*rotated, path]
     result = verify(files)
-    assert result.ok and result.records == 400 and result.head_seq == 399
+    # Each file after the first opens with a record naming the file it continues.
+    assert result.ok and result.records == 400 + len(rotated)
+    for before, after in itertools.pairwise(files):
+        opening = json.loads(lines(after)[0])
+        assert opening["kind"] == "audit.continued" and opening["previous_file"] == before.name
     # The newest file alone starts mid-chain: noted, and checkable against the older head.
     alone = verify([path])
     assert alone.ok and "continues an earlier file" in alone.notes[0].problem
@@ -198,3 +203,87 @@ def test_junk_lines_are_errors(tmp_path, junk):
     text.insert(2, junk + "\n")
     path.write_text("".join(text))
     assert not verify([path]).ok
+
+
+def test_a_flood_of_refused_tokens_is_summed_up_not_written_one_by_one(tmp_path):
+    """Anyone who can reach the control plane can cause auth failures; the log keeps ten
+    a minute per source and one record with the count of the rest."""
+    import trio
+
+    from responder.audit_trail import AuditTrail
+
+    trail = AuditTrail(AuditLog(tmp_path / "audit.log", fsync=False))
+    now = [1000.0]
+    trail.clock = lambda: now[0]
+
+    async def main():
+        for _ in range(500):
+            await trail.anomaly_limited("auth_failure", "10.9.9.9", source="10.9.9.9")
+        await trail.anomaly_limited("auth_failure", "10.1.1.1", source="10.1.1.1")
+        now[0] += 61  # the next minute: the first failure closes the old window
+        await trail.anomaly_limited("auth_failure", "10.9.9.9", source="10.9.9.9")
+
+    trio.run(main)
+    kinds = [json.loads(line) for line in lines(tmp_path / "audit.log")]
+    flood = [r for r in kinds if r.get("source") == "10.9.9.9"]
+    assert len(flood) == 11  # ten in the first minute, one in the next
+    summary = [r for r in kinds if r["kind"] == "anomaly.auth_failure_suppressed"]
+    assert [(r["key"], r["suppressed"]) for r in summary] == [("10.9.9.9", 490)]
+    assert sum(r.get("source") == "10.1.1.1" for r in kinds) == 1
+    assert verify([tmp_path / "audit.log"]).ok
+
+
+MUTATIONS = ["delete", "swap", "edit", "duplicate", "rehash_edit", "insert_forged"]
+
+
+@pytest.fixture(scope="module")
+def clean_log(tmp_path_factory):
+    path = tmp_path_factory.mktemp("clean") / "audit.log"
+    write_log(path, 30, fsync=False)
+    return lines(path)
+
+
+def test_any_tampering_is_found(clean_log, tmp_path_factory):
+    """Property: every deletion, move, edit (with or without a recomputed hash),
+    duplication or forged insertion anywhere but at the very end is reported."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    directory = tmp_path_factory.mktemp("tampered")
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        mutation=st.sampled_from(MUTATIONS),
+        i=st.integers(0, len(clean_log) - 2),
+        j=st.integers(0, len(clean_log) - 1),
+        value=st.text(min_size=1, max_size=8),
+    )
+    def check(mutation, i, j, value):
+        text = list(clean_log)
+        if mutation == "delete":
+            del text[i]
+        elif mutation == "swap":
+            if i == j:
+                j = i + 1
+            text[i], text[j] = text[j], text[i]
+        elif mutation == "duplicate":
+            text.insert(j, text[i])
+        elif mutation in ("edit", "rehash_edit"):
+            record = json.loads(text[i])
+            record["event"]["serial"] = record["event"]["serial"] + value
+            if mutation == "rehash_edit":
+                record["hash"] = record_hash(record)
+            text[i] = json.dumps(record, separators=(",", ":")) + "\n"
+        else:  # a forged record that claims to continue record i
+            prev = json.loads(text[i])
+            forged = {"seq": prev["seq"] + 1, "kind": "event.applied", "note": value}
+            forged["prev"] = prev["hash"]
+            forged["hash"] = record_hash(forged)
+            text.insert(i + 1, json.dumps(forged) + "\n")
+        path = directory / "audit.log"
+        path.write_text("".join(text))
+        result = verify([path])
+        assert not result.ok, (mutation, i, j)
+        assert all(f.line > 0 for f in result.errors)
+
+    check()

@@ -138,8 +138,8 @@ class ControlApp:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             metrics.AUTH_FAILURES.labels("missing").inc()
-            await self.audit.anomaly(
-                "auth_failure", reason="missing", source=client[0], path=scope["path"]
+            await self.audit.anomaly_limited(
+                "auth_failure", client[0], reason="missing", source=client[0], path=scope["path"]
             )
             raise HTTPError(
                 401,
@@ -153,8 +153,9 @@ class ControlApp:
                 found = candidate
         if found is None:
             metrics.AUTH_FAILURES.labels("unknown_token").inc()
-            await self.audit.anomaly(
+            await self.audit.anomaly_limited(
                 "auth_failure",
+                client[0],
                 reason="unknown_token",
                 source=client[0],
                 path=scope["path"],
