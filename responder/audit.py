@@ -144,6 +144,32 @@ class AuditLog:
         finally:
             os.close(fd)  # also releases the lock
 
+    def last(
+        self, kind: str, match: Mapping[str, Any] | None = None, max_bytes: int = 16 << 20
+    ) -> dict[str, Any] | None:
+        """The newest record of this kind (with these field values) in the current file,
+        reading back at most `max_bytes`; None if there is none."""
+        try:
+            with open(self.path, "rb") as f:
+                end = f.seek(0, os.SEEK_END)
+                start = max(0, end - max_bytes)
+                f.seek(start)
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        needle = f'"kind":"{kind}"'.encode()
+        for line in reversed(data.split(b"\n")):
+            if needle in line:
+                try:
+                    record: dict[str, Any] = json.loads(line)
+                except ValueError:
+                    continue
+                if record.get("kind") == kind and all(
+                    record.get(k) == v for k, v in (match or {}).items()
+                ):
+                    return record
+        return None
+
     def _read_head(self, fd: int) -> tuple[_Head, bytes | None]:
         """The chain's head, and the torn bytes after the last newline if a write was cut."""
         stat = os.fstat(fd)

@@ -74,6 +74,21 @@ class AuditTrail:
             metrics.AUDIT_RECORDS.labels(record["kind"]).inc()
         return True
 
+    async def started(self, role: str, summary: Mapping[str, Any]) -> bool:
+        """Record a start, and what changed in the configuration since the last start of
+        the same role: the digest, and issuers and tokens added, removed or rescoped."""
+        entries: list[Entry] = []
+        if self.file is not None:
+            previous = await trio.to_thread.run_sync(
+                self.file.last, "service.started", {"role": role}
+            )
+            if previous is not None:
+                change = config_change(previous, summary)
+                if change:
+                    entries.append(("config.changed", {"role": role, **change}))
+        entries.append(("service.started", {"role": role, **summary}))
+        return await self.record_many(entries)
+
     async def anomaly(self, kind: str, **fields: Any) -> bool:
         metrics.AUDIT_ANOMALIES.labels(kind).inc()
         log.warning("anomaly %s: %s", kind, fields)
@@ -140,3 +155,22 @@ class AuditTrail:
             return None
         self._burst_noted[issuer] = now
         return total
+
+
+def config_change(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """What differs between two configuration summaries (empty when nothing does)."""
+    if before.get("config_sha256") == after.get("config_sha256"):
+        return {}
+    old_issuers, new_issuers = set(before.get("issuers", [])), set(after.get("issuers", []))
+    old_tokens, new_tokens = dict(before.get("tokens", {})), dict(after.get("tokens", {}))
+    return {
+        "previous_sha256": before.get("config_sha256"),
+        "config_sha256": after.get("config_sha256"),
+        "issuers_added": sorted(new_issuers - old_issuers),
+        "issuers_removed": sorted(old_issuers - new_issuers),
+        "tokens_added": sorted(set(new_tokens) - set(old_tokens)),
+        "tokens_removed": sorted(set(old_tokens) - set(new_tokens)),
+        "tokens_rescoped": sorted(
+            t for t in set(old_tokens) & set(new_tokens) if old_tokens[t] != new_tokens[t]
+        ),
+    }

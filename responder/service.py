@@ -348,7 +348,7 @@ async def run_service(
         config.server.crl_dir.mkdir(parents=True, exist_ok=True)
     workers: list[multiprocessing.process.BaseProcess] = []
     trail = audit_trail(config)
-    if not await trail.record("service.started", role="serve", **config_summary(config)):
+    if not await trail.started("serve", config_summary(config)):
         raise ConfigError(f"audit.file: cannot write {config.audit_file}")
     async with open_configured_store(config) as store:
         ingest = Ingestor(store, config.issuers, config.clock_skew_seconds)
@@ -489,7 +489,7 @@ def presign_forever(
                 config.presign.concurrency,
             )
             trail = audit_trail(config)
-            await trail.record("service.started", role="presign", **config_summary(config))
+            await trail.started("presign", config_summary(config))
             presigner = Presigner(store, issuers, settings, audit=trail)
             if once:
                 await presigner.sweep()
@@ -523,7 +523,7 @@ def crl_command(
                 raise ConfigError("issuers.<name>.crl: no issuer has a [crl] table")
             if action == "run":
                 assert trail is not None
-                await trail.record("service.started", role="crl", **config_summary(config))
+                await trail.started("crl", config_summary(config))
                 await generator.run()
                 return
             target = generator.issuers.get(issuer or "")

@@ -1,6 +1,7 @@
 """What `revocd serve` writes to the audit log: who pushed which event from where, auth
 failures, anomalies, key changes; and that an unwritable audit log stops events."""
 
+import hashlib
 import json
 import shutil
 import time
@@ -147,3 +148,22 @@ def test_responder_certificate_close_to_expiry_is_an_anomaly(tmp_path, test_pki)
         assert record["cert_subject"].startswith("CN=")
     finally:
         assert s.proc.stop() == 0, s.proc.output[-3000:]
+
+
+def test_a_changed_configuration_is_recorded_at_the_next_start(tmp_path, test_pki):
+    d = tmp_path / "cfg"
+    first = start_served(d, test_pki, workers=1)
+    assert first.proc.stop() == 0, first.proc.output[-3000:]
+    digest = hashlib.sha256(b"ops-token").hexdigest()
+    second = start_served(
+        d, test_pki, workers=1, extra=f'\n[tokens.ops]\nsha256 = "{digest}"\nissuers = ["beta"]\n'
+    )
+    try:
+        change = wait_for_kind(second, "config.changed")
+        assert change["role"] == "serve" and change["tokens_added"] == ["ops"]
+        assert change["issuers_added"] == change["issuers_removed"] == []
+        starts = [r for r in records(second) if r["kind"] == "service.started"]
+        assert change["previous_sha256"] == starts[0]["config_sha256"]
+        assert change["config_sha256"] == starts[1]["config_sha256"]
+    finally:
+        assert second.proc.stop() == 0, second.proc.output[-3000:]
