@@ -35,6 +35,7 @@ from typing import Any
 log = logging.getLogger("revocd.audit")
 
 GENESIS = "0" * 64
+RESERVED = frozenset({"seq", "time", "kind", "host", "pid", "prev", "hash"})
 _TAIL_READ = 1 << 16
 
 
@@ -78,13 +79,17 @@ class AuditLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, kind: str, **fields: Any) -> dict[str, Any]:
-        return self.write_many([(kind, fields)])[0]
+        return self.write_many([(kind, fields)])[-1]
 
     def write_many(self, entries: Iterable[tuple[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
         """Append records in order under one lock and one fsync."""
         entries = list(entries)
         if not entries:
             return []
+        for kind, data in entries:
+            clash = RESERVED & data.keys()
+            if clash:
+                raise ValueError(f"audit record {kind}: reserved field names {sorted(clash)}")
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

@@ -220,7 +220,10 @@ class ControlApp:
                 revoked[str(result.issuer)] = revoked.get(str(result.issuer), 0) + 1
             if result.message and result.message.startswith("issuer: unknown issuer"):
                 unknown_issuers.add(str(raw.get("issuer")) if isinstance(raw, dict) else "?")
-        written = await self.audit.record_many(entries)
+        # Applied events must be recorded even if the request is cancelled now (client
+        # gone, shutdown): the write is a bounded local append.
+        with trio.CancelScope(shield=True):
+            written = await self.audit.record_many(entries)
         for name in sorted(unknown_issuers):
             await self.audit.anomaly(
                 "unknown_issuer", issuer=name[:200], token=token.name, source=client
