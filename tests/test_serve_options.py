@@ -149,3 +149,37 @@ def test_expiring_responder_certificate_is_reported(tmp_path, test_pki):
         assert 4 * 86400 < float(line.split()[-1]) <= 5 * 86400
     finally:
         assert s.proc.stop() == 0, s.proc.output
+
+
+def test_no_presign_and_no_crl_leave_that_work_to_other_processes(tmp_path, test_pki):
+    """`serve --no-presign --no-crl` (the data plane role in deploy/kubernetes): answers
+    are signed live on a miss, nothing is pre-signed and no CRL is written, although the
+    issuer has a [crl] table."""
+    import time
+
+    d = tmp_path / "dp"
+    d.mkdir()
+    (d / "alpha.key").write_bytes(test_pki.issuer.key_pem)
+    s = start_served(
+        d,
+        test_pki,
+        workers=1,
+        alpha_extra='[issuers.alpha.crl]\nkey = "alpha.key"\nurl = "http://crl.test/alpha.crl"\n',
+        args=("--no-presign", "--no-crl"),
+    )
+    try:
+        assert (
+            s.push(
+                {"type": "issued", "issuer": "alpha", "serial": "d0d0", "not_after": now_iso(9e6)}
+            )[0]
+            == 200
+        )
+        status, _ = s.ocsp_post("alpha", 0xD0D0)
+        assert status == "good"  # signed live
+        time.sleep(1.5)
+        assert not list((d / "state" / "crl").glob("*.crl"))
+        _, body, _ = s.control("GET", "/metrics", token=None)
+        assert "revocd_presigned_total{" not in body["raw"]
+        assert 'revocd_live_signatures_total{issuer="alpha"} 1.0' in body["raw"]
+    finally:
+        assert s.proc.stop() == 0, s.proc.output[-3000:]
