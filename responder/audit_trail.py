@@ -15,7 +15,8 @@ from typing import Any
 import trio
 
 from . import metrics
-from .audit import AuditLog
+from .audit import AuditLog, operator_name
+from .config import Config
 
 log = logging.getLogger("revocd.audit")
 
@@ -29,6 +30,20 @@ class _Window:
     start: float
     recorded: int = 0
     suppressed: int = 0
+
+
+def open_audit_log(config: Config) -> AuditLog | None:
+    """The configured audit log, or None when `audit.enabled` is false."""
+    if not config.audit.enabled:
+        return None
+    return AuditLog(config.audit_file, max_bytes=config.audit.max_bytes, fsync=config.audit.fsync)
+
+
+def record_command(config: Config, kind: str, **fields: Any) -> None:
+    """A record made by a command-line action (imports, key changes), naming who ran it."""
+    audit = open_audit_log(config)
+    if audit is not None:
+        audit.write(kind, **fields, operator=operator_name())
 
 
 class AuditTrail:
@@ -52,6 +67,14 @@ class AuditTrail:
     @classmethod
     def disabled(cls) -> "AuditTrail":
         return cls(None)
+
+    @classmethod
+    def from_config(cls, config: Config) -> "AuditTrail":
+        return cls(
+            open_audit_log(config),
+            revocation_burst_per_minute=config.audit.revocation_burst_per_minute,
+            answer_expiry_warning_seconds=config.audit.answer_expiry_warning_hours * 3600,
+        )
 
     async def record(self, kind: str, **fields: Any) -> bool:
         return await self.record_many([(kind, fields)])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import trio
 
-from .audit import AuditLog, operator_name
+from .audit_trail import record_command
 from .config import ConfigError, load_config
 from .importers import (
     ImportError_,
@@ -53,14 +53,14 @@ def run_import_command(args: argparse.Namespace) -> int:
         return 1
     if config.audit.enabled:
         # The imported file is the evidence; the record names it by digest, with the counts.
-        AuditLog(config.audit_file, max_bytes=config.audit.max_bytes).write(
+        record_command(
+            config,
             "import.completed",
             issuer=issuer.name,
             what=args.kind,
             path=str(path.resolve()),
             sha256=_digest(path),
             counts=dict(report.counts),
-            operator=operator_name(),
         )
     print(report.summary())
     for line in report.errors:

@@ -8,7 +8,7 @@ from pathlib import Path
 import trio
 from cryptography import x509
 
-from .audit import AuditLog, operator_name
+from .audit_trail import record_command
 from .config import Config, ConfigError, IssuerConfig, load_config
 from .responder_keys import (
     WARN_DAYS,
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
                 else:
                     raise ConfigError(f"issuers.{issuer.name}.hsm.key_label: the key exists")
                 generate_key(ref, args.key_type)
-                _audit(
+                record_command(
                     config,
                     "key.generated",
                     issuer=issuer.name,
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                 if not args.out:
                     raise ConfigError("--out: the key file to write (no [hsm] for this issuer)")
                 generate_file_key(Path(args.out), args.key_type)
-                _audit(
+                record_command(
                     config,
                     "key.generated",
                     issuer=issuer.name,
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             signer = _signer(issuer)
             pem = Path(args.certificate).read_bytes()
             target = install_certificate(issuer, pem, signer)
-            _audit(
+            record_command(
                 config,
                 "key.responder_installed",
                 issuer=issuer.name,
@@ -114,13 +114,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"revocd responder-key {args.action}: {exc}", file=sys.stderr)
         return 2
     return 2
-
-
-def _audit(config: Config, kind: str, **fields: object) -> None:
-    """Key changes made from the command line go into the same chain as the service's."""
-    if config.audit.enabled:
-        fields["operator"] = operator_name()
-        AuditLog(config.audit_file, max_bytes=config.audit.max_bytes).write(kind, **fields)
 
 
 def _check(config: Config) -> int:

@@ -34,7 +34,6 @@ from .answers.sources import (
     follow_changes,
 )
 from .answers.timing import HOUR, Schedule
-from .audit import AuditLog
 from .audit_trail import AuditTrail
 from .config import Config, ConfigError, HsmConfig, IssuerConfig, load_config
 from .control.app import ControlApp
@@ -122,16 +121,6 @@ def issuer_runtime(issuer: IssuerConfig) -> IssuerRuntime:
         Schedule(validity=issuer.validity_hours * HOUR - 1),
         echo_nonce=issuer.nonce == "echo",
         unknown_is_unauthorized=issuer.unknown == "unauthorized",
-    )
-
-
-def audit_trail(config: Config) -> AuditTrail:
-    if not config.audit.enabled:
-        return AuditTrail.disabled()
-    return AuditTrail(
-        AuditLog(config.audit_file, max_bytes=config.audit.max_bytes, fsync=config.audit.fsync),
-        revocation_burst_per_minute=config.audit.revocation_burst_per_minute,
-        answer_expiry_warning_seconds=config.audit.answer_expiry_warning_hours * 3600,
     )
 
 
@@ -347,7 +336,7 @@ async def run_service(
     if config.server.crl_dir is not None:
         config.server.crl_dir.mkdir(parents=True, exist_ok=True)
     workers: list[multiprocessing.process.BaseProcess] = []
-    trail = audit_trail(config)
+    trail = AuditTrail.from_config(config)
     if not await trail.started("serve", config_summary(config)):
         raise ConfigError(f"audit.file: cannot write {config.audit_file}")
     async with open_configured_store(config) as store:
@@ -488,7 +477,7 @@ def presign_forever(
                 config.presign.batch,
                 config.presign.concurrency,
             )
-            trail = audit_trail(config)
+            trail = AuditTrail.from_config(config)
             await trail.started("presign", config_summary(config))
             presigner = Presigner(store, issuers, settings, audit=trail)
             if once:
@@ -517,7 +506,7 @@ def crl_command(
 
     async def main() -> None:
         async with open_configured_store(config) as store:
-            trail = audit_trail(config) if action == "run" else None
+            trail = AuditTrail.from_config(config) if action == "run" else None
             generator = crl_generator(config, store, trail)
             if generator is None:
                 raise ConfigError("issuers.<name>.crl: no issuer has a [crl] table")
