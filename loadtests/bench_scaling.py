@@ -12,9 +12,7 @@ import os
 import platform
 import random
 import re
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -24,6 +22,7 @@ import trio
 from benchdoc import replace_section
 from cryptography import x509
 from ocsp_requests import get_path, ocsp_request
+from revocd_process import start, stop
 
 from crlgen.builder import CrlIssuer, Shard, build_crl
 from responder import pki
@@ -83,29 +82,6 @@ def wrk(
                 value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
             )
     return result
-
-
-def start(args: list[str], log: Path, ready: str, cpus: str = "0") -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        ["taskset", "-c", cpus, sys.executable, "-m", "responder", *args],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while ready not in log.read_text(errors="replace"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(log.read_text())
-        time.sleep(0.2)
-    return proc
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    os.killpg(proc.pid, signal.SIGINT)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def memory_per_100k() -> float:

@@ -14,7 +14,6 @@ import http.client
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from cryptography.x509 import ocsp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from loadtests import revocd_process
 from loadtests.benchdoc import replace_section
 from loadtests.ocsp_requests import get_path, ocsp_request
 from responder.ocsp import HashAlgorithm, IssuerHashes, encode_cert_id
@@ -38,42 +38,15 @@ BATCH = 10_000
 CHECK_THREADS = 16
 
 
-def start_demo(directory: Path, certs: int) -> tuple[subprocess.Popen[str], int, int, list[str]]:
+def start_demo(directory: Path, certs: int) -> tuple[subprocess.Popen[bytes], int, int]:
     port, control = free_port(), free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "responder",
-            "demo",
-            "--dir",
-            str(directory),
-            "--port",
-            str(port),
-            "--control-port",
-            str(control),
-            "--certs",
-            str(certs),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    directory.mkdir(parents=True, exist_ok=True)
+    args = ["demo", "--dir", str(directory), "--port", str(port)]
+    args += ["--control-port", str(control), "--certs", str(certs)]
+    proc = revocd_process.start(
+        args, directory.parent / "demo.log", "revocd demo ready", None, timeout=600
     )
-    lines: list[str] = []
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-    deadline = time.monotonic() + 600
-    while not any("revocd demo in" in line for line in lines):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("revocd demo did not start:\n" + "".join(lines))
-        time.sleep(0.2)
-    return proc, port, control, lines
+    return proc, port, control
 
 
 def push_revocations(control: int, token: str, serials: list[int]) -> tuple[float, list[float]]:
@@ -196,7 +169,7 @@ class Watch(threading.Thread):
 def drill(revocations: int, directory: Path) -> dict[str, object]:
     certs = int(revocations / 0.95) + 100  # the demo itself revokes about 5%
     t_start = time.monotonic()
-    proc, port, control, _ = start_demo(directory, certs)
+    proc, port, control = start_demo(directory, certs)
     setup = time.monotonic() - t_start
     try:
         rows = (directory / "serials.txt").read_text().split()
@@ -266,11 +239,7 @@ def drill(revocations: int, directory: Path) -> dict[str, object]:
             "crl_verify_output": (verified.stderr + verified.stdout).strip(),
         }
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        revocd_process.stop(proc)
 
 
 def markdown(r: dict[str, object], command: str) -> list[str]:
