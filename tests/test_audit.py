@@ -287,3 +287,17 @@ def test_any_tampering_is_found(clean_log, tmp_path_factory):
         assert all(f.line > 0 for f in result.errors)
 
     check()
+
+
+def test_unreadable_input_is_a_clear_error(tmp_path):
+    done = cli(str(tmp_path / "no-such.log"))
+    assert done.returncode == 2 and "no-such.log" in done.stderr
+    path = tmp_path / "audit.log"
+    write_log(path, 2)
+    bad = subprocess.run(
+        [sys.executable, "-m", "responder", "audit", "export-events", str(path), "--since", "soon"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "--since: not a time: 'soon'" in bad.stderr

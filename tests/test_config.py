@@ -68,6 +68,21 @@ crl_shards = 4
         ("clock_skew_seconds = 7200\n", "clock_skew_seconds: must be between 0 and 3600"),
         ("stat_dir = 'x'\n", "stat_dir: unknown key"),
         ("[store\n", "not valid TOML"),
+        ("[audit]\nmax_bytes = 10\n", "audit.max_bytes: must be between 65536"),
+        ("[audit]\nfsync = 'yes'\n", "audit.fsync: expected bool"),
+        ("[audit]\nfile = 3\n", "audit.file: expected str"),
+        ("[audit]\nburst = 5\n", "audit.burst: unknown key"),
+        (
+            "[audit]\nrevocation_burst_per_minute = 0\n",
+            "audit.revocation_burst_per_minute: must be between 1",
+        ),
+        (
+            "[audit]\nanswer_expiry_warning_hours = 0\n",
+            "audit.answer_expiry_warning_hours: must be between 1",
+        ),
+        ("[server]\ncache_max_age_seconds = -1\n", "server.cache_max_age_seconds: must be"),
+        ("[server]\ncrl_generator = 0\n", "server.crl_generator: expected bool"),
+        ("[server]\nlog_summary_seconds = 90000\n", "server.log_summary_seconds: must be"),
     ],
 )
 def test_errors_name_the_key(tmp_path, issuer_pem, body, message):
