@@ -59,6 +59,7 @@ bench: venv ext sysdeps
 	$(PY) loadtests/bench_core.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_store.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_http.py --write docs/benchmarks.md
+	$(PY) loadtests/bench_overload.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_hsm.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_crl.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_scaling.py --write docs/benchmarks.md --plots docs/plots

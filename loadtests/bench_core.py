@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchdoc import replace_section
+from benchdoc import cpu_model, replace_section
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp as x509_ocsp
@@ -155,14 +155,7 @@ def main() -> int:
         "encode + sign P-256: cryptography OCSPResponseBuilder (anchor)", cryptography_builder
     )
 
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     table = [
         "| operation | per second | µs each |",
         "|---|---:|---:|",

@@ -17,7 +17,6 @@ import contextlib
 import datetime as dt
 import hashlib
 import http.client
-import json
 import os
 import platform
 import re
@@ -29,9 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchdoc import replace_section
+from benchdoc import cpu_model, replace_section
 from nginx_conf import main_conf
 from ocsp_requests import get_path, ocsp_request
+from revocd_process import register_issued
 
 from responder.ocsp import HashAlgorithm, IssuerHashes, encode_cert_id
 from responder.signing import SoftwareSigner
@@ -204,17 +204,7 @@ def run(args: argparse.Namespace, tmp: Path, procs: list[subprocess.Popen[bytes]
     issuer = x509.load_pem_x509_certificate((demo_dir / "issuer.pem").read_bytes())
     hashes = IssuerHashes.from_certificate(issuer)
     serials = [0x10000000 + i for i in range(args.certs)]
-    not_after = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 90 * 86400))
-    token = (demo_dir / "control-token").read_text().strip()
-    conn = http.client.HTTPConnection("127.0.0.1", control, timeout=60)
-    events = [
-        {"type": "issued", "issuer": "demo", "serial": format(s, "x"), "not_after": not_after}
-        for s in serials
-    ]
-    conn.request(
-        "POST", "/v1/events", json.dumps({"events": events}), {"Authorization": f"Bearer {token}"}
-    )
-    assert conn.getresponse().status == 200
+    register_issued(demo_dir, control, serials)
 
     # The same answers as files for nginx; fetching them once also warms revocd's cache.
     answers = tmp / "nginx" / "answers"
@@ -387,14 +377,7 @@ def run(args: argparse.Namespace, tmp: Path, procs: list[subprocess.Popen[bytes]
         f"GET: {get_ratio:.2f}x nginx; live POST: {live_ratio:.2f}x openssl ocsp, "
         f"{sign_ratio:.2f} of the raw sign rate ({sign_rate:,.0f}/s)"
     )
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "unknown",
-    )
+    cpu = cpu_model()
     section = [
         "## Data plane throughput (pre-signed GET vs nginx, live POST vs openssl ocsp)",
         "",

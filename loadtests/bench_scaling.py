@@ -22,7 +22,7 @@ import trio
 from benchdoc import replace_section
 from cryptography import x509
 from ocsp_requests import get_path, ocsp_request
-from revocd_process import start, stop
+from revocd_process import start, start_demo, stop
 
 from crlgen.builder import CrlIssuer, Shard, build_crl
 from responder import pki
@@ -147,26 +147,9 @@ def main() -> int:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="revocd-scale-"))
     port, control = free_port(), free_port()
-    demo_dir = tmp / "demo"
     results: dict[str, object] = {}
 
-    demo = start(
-        [
-            "--log-level",
-            "WARNING",
-            "demo",
-            "--dir",
-            str(demo_dir),
-            "--port",
-            str(port),
-            "--control-port",
-            str(control),
-            "--certs",
-            "1000",
-        ],
-        tmp / "demo.log",
-        "revocd demo ready",
-    )
+    demo, demo_dir = start_demo(tmp, port, control, 1000)
     issuer = x509.load_pem_x509_certificate((demo_dir / "issuer.pem").read_bytes())
     hashes = IssuerHashes.from_certificate(issuer)
     serials = [

@@ -19,3 +19,14 @@ def replace_section(path: Path, name: str, section_lines: list[str]) -> None:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)
     print(f"wrote {path}")
+
+
+def cpu_model() -> str:
+    """The processor's model name, for the line saying where figures were measured."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"

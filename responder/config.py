@@ -86,11 +86,30 @@ class IssuerConfig:
 
 @dataclass(frozen=True)
 class LimitsConfig:
+    """[server.limits]: what one data plane worker allows (docs/dataplane.md, "Limits")."""
+
     max_header_bytes: int = 8 * 1024
     max_body_bytes: int = 10 * 1024
     header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    send_timeout: float = 10.0
     idle_timeout: float = 30.0
     max_connections: int = 16_384
+    max_pipelined: int = 64
+    # Live signing admission: answers being signed now, and how long one may take
+    # before the client gets tryLater instead (well under the 1 s a client waits).
+    live_sign_max_pending: int = 256
+    live_sign_deadline_ms: int = 500
+    # While the event loop runs this late, live signatures are shed: keeps cached GETs
+    # (and everything else) within tens of milliseconds under a flood of nonce POSTs.
+    live_sign_loop_lag_ms: int = 5
+    # A connection answered tryLater is not read again for this long (at most the
+    # Retry-After it was given), so a client that retries at once cannot keep a core
+    # busy with refusals.
+    shed_pause_ms: int = 500
+
+
+_LIMITS = LimitsConfig()
 
 
 @dataclass(frozen=True)
@@ -497,15 +516,36 @@ def _limit(table: dict[str, Any], key: str, default: int, low: int, high: int) -
     return _positive(_take(table, key, where, int, default), f"{where}{key}", low, high)
 
 
+def _seconds(table: dict[str, Any], key: str, default: float, high: int = 300) -> float:
+    return float(_limit(table, key, int(default), 1, high))
+
+
 def _server_config(table: dict[str, Any], base: Path, state_dir: Path) -> ServerConfig:
     w = "server."
     limits_raw = dict(_take(table, "limits", w, dict, {}))
     limits = LimitsConfig(
-        max_header_bytes=_limit(limits_raw, "max_header_bytes", 8192, 1024, 1 << 20),
-        max_body_bytes=_limit(limits_raw, "max_body_bytes", 10240, 512, 1 << 20),
-        header_timeout=float(_limit(limits_raw, "header_timeout_seconds", 10, 1, 300)),
-        idle_timeout=float(_limit(limits_raw, "idle_timeout_seconds", 30, 1, 3600)),
-        max_connections=_limit(limits_raw, "max_connections", 16384, 1, 1_000_000),
+        max_header_bytes=_limit(
+            limits_raw, "max_header_bytes", _LIMITS.max_header_bytes, 1024, 1 << 20
+        ),
+        max_body_bytes=_limit(limits_raw, "max_body_bytes", _LIMITS.max_body_bytes, 512, 1 << 20),
+        header_timeout=_seconds(limits_raw, "header_timeout_seconds", _LIMITS.header_timeout),
+        body_timeout=_seconds(limits_raw, "body_timeout_seconds", _LIMITS.body_timeout),
+        send_timeout=_seconds(limits_raw, "send_timeout_seconds", _LIMITS.send_timeout),
+        idle_timeout=_seconds(limits_raw, "idle_timeout_seconds", _LIMITS.idle_timeout, 3600),
+        max_connections=_limit(
+            limits_raw, "max_connections", _LIMITS.max_connections, 1, 1_000_000
+        ),
+        max_pipelined=_limit(limits_raw, "max_pipelined", _LIMITS.max_pipelined, 1, 1024),
+        live_sign_max_pending=_limit(
+            limits_raw, "live_sign_max_pending", _LIMITS.live_sign_max_pending, 1, 1_000_000
+        ),
+        live_sign_deadline_ms=_limit(
+            limits_raw, "live_sign_deadline_ms", _LIMITS.live_sign_deadline_ms, 10, 60_000
+        ),
+        live_sign_loop_lag_ms=_limit(
+            limits_raw, "live_sign_loop_lag_ms", _LIMITS.live_sign_loop_lag_ms, 1, 60_000
+        ),
+        shed_pause_ms=_limit(limits_raw, "shed_pause_ms", _LIMITS.shed_pause_ms, 0, 1000),
     )
     _no_leftovers(limits_raw, "server.limits.")
     ocsp_path = _take(table, "ocsp_path", w, str, "/")

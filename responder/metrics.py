@@ -52,9 +52,37 @@ HTTP_CONNECTIONS = Gauge(
 )
 HTTP_LIMITS = Counter(
     "revocd_http_limit_hits_total",
-    "Data plane limits hit: header_bytes, body_bytes, header_timeout, idle, "
-    "max_connections, pipelined, malformed_http",
+    "Data plane limits hit: header_bytes, body_bytes, header_timeout, body_timeout, "
+    "send_timeout, idle, max_connections, shed, pipelined, malformed_http, method, upgrade, "
+    "expectation, http_version",
     ["limit"],
+)
+HTTP_INTERNAL_ERRORS = Counter(
+    "revocd_http_internal_errors_total",
+    "Data plane connections that hit a revocd bug: answered 500 and closed, the server kept "
+    "serving (the traceback is logged once)",
+)
+LIVE_SHED = Counter(
+    "revocd_live_sign_shed_total",
+    "Live-signing requests answered tryLater at once because they could not be signed "
+    "within the deadline: full (live_sign_max_pending waiting), loop_lag (the event loop "
+    "is running late) or deadline (took too long)",
+    ["issuer", "reason"],
+)
+LOOP_LAG = Histogram(
+    "revocd_event_loop_lag_seconds",
+    "How much later than asked a data plane worker's 5 ms timer fired: the wait of a "
+    "request that just arrived; live signing is shed while it is over live_sign_loop_lag_ms",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+WORKERS_SERVING = Gauge(
+    "revocd_dataplane_workers_serving",
+    "Data plane worker processes started and serving (server.workers > 1)",
+    multiprocess_mode="livemax",
+)
+WORKER_RESTARTS = Counter(
+    "revocd_dataplane_worker_restarts_total",
+    "Data plane worker processes that died and were started again",
 )
 EVENTS = Counter(
     "revocd_events_total",

@@ -9,7 +9,6 @@ and this process keeps the control plane.
 import contextlib
 import hashlib
 import logging
-import multiprocessing
 import os
 import resource
 import signal
@@ -29,6 +28,7 @@ from . import __version__, metrics
 from .answers.sources import (
     AnswerCache,
     IssuerRuntime,
+    LoopLag,
     MissBatcher,
     build_chain,
     follow_changes,
@@ -38,10 +38,10 @@ from .audit_trail import AuditTrail
 from .config import Config, ConfigError, HsmConfig, IssuerConfig, load_config
 from .control.app import ControlApp
 from .dataplane.app import DataPlane
-from .dataplane.http import HttpServer, Limits
+from .dataplane.workers import WorkerPool
+from .http import HttpServer, Limits
 from .ingest import Ingestor
 from .logs import WORKER_ENV, setup_logging
-from .metrics_export import process_exited
 from .ops_summary import log_summaries
 from .presign import Presigner, PresignSettings
 from .responder_keys import CertificateWatcher
@@ -267,7 +267,19 @@ async def run_data_plane(
         batcher = MissBatcher(store)
         nursery.start_soon(batcher.run)
         nursery.start_soon(follow_changes, store, cache)
-        chain = build_chain(issuers, cache, store, batcher, nursery)
+        limits = config.server.limits
+        loop = LoopLag(limits.live_sign_loop_lag_ms / 1000)
+        nursery.start_soon(loop.run)
+        chain = build_chain(
+            issuers,
+            cache,
+            store,
+            batcher,
+            nursery,
+            live_max_pending=limits.live_sign_max_pending,
+            live_deadline=limits.live_sign_deadline_ms / 1000,
+            loop=loop,
+        )
         crl_dir = config.server.crl_dir
         plane = DataPlane(
             chain,
@@ -276,18 +288,22 @@ async def run_data_plane(
             cache=cache,
             crl_republish=crl_schedule(config),
             max_age_cap=config.server.cache_max_age_seconds,
+            shed_pause=limits.shed_pause_ms / 1000,
         )
-        limits = config.server.limits
         server = HttpServer(
             plane,
             Limits(
                 max_header_bytes=limits.max_header_bytes,
                 max_body_bytes=limits.max_body_bytes,
                 header_timeout=limits.header_timeout,
+                body_timeout=limits.body_timeout,
+                send_timeout=limits.send_timeout,
                 idle_timeout=limits.idle_timeout,
                 max_connections=limits.max_connections,
+                max_pipelined=limits.max_pipelined,
             ),
             fast=plane.fast,
+            hold=loop.hold,
         )
         nursery.start_soon(plane.flush_metrics)
         listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
@@ -335,23 +351,37 @@ async def run_service(
         )
     if config.server.crl_dir is not None:
         config.server.crl_dir.mkdir(parents=True, exist_ok=True)
-    workers: list[multiprocessing.process.BaseProcess] = []
     trail = AuditTrail.from_config(config)
     if not await trail.started("serve", config_summary(config)):
         raise ConfigError(f"audit.file: cannot write {config.audit_file}")
     async with open_configured_store(config) as store:
         ingest = Ingestor(store, config.issuers, config.clock_skew_seconds)
-        control = ControlApp(
-            store, ingest, issuers, config.tokens, config.control.max_body_bytes, audit=trail
-        )
         sock = data_socket(config.server.host, config.server.port, config.server.workers > 1)
         data_port = sock.getsockname()[1]
+        pool = None
+        if config.server.workers > 1:
+            if config.source is None:
+                raise ConfigError("server.workers: more than one worker needs a config file")
+            pool = WorkerPool(
+                config.server.workers, _worker_main, (str(config.source), store.url, data_port)
+            )
+        control = ControlApp(
+            store,
+            ingest,
+            issuers,
+            config.tokens,
+            config.control.max_body_bytes,
+            audit=trail,
+            data_plane=(lambda: (pool.serving, pool.count)) if pool is not None else None,
+        )
         try:
             async with trio.open_nursery() as nursery:
-                if config.server.workers == 1:
+                if pool is None:
                     await nursery.start(run_data_plane, config, store, issuers, sock)
                 else:
-                    workers = await trio.to_thread.run_sync(_start_workers, config, store, sock)
+                    await nursery.start(pool.run)
+                    # The workers listen on the port now; this socket only reserved it.
+                    sock.close()
                 hconf = HypercornConfig()
                 hconf.bind = [f"{config.control.host}:{config.control.port}"]
                 hconf.accesslog = None
@@ -392,42 +422,9 @@ async def run_service(
                 if on_ready is not None:
                     await on_ready(running)
         finally:
-            for worker in workers:
-                worker.terminate()
-            for worker in workers:
-                worker.join(10)
-                if worker.pid is not None:
-                    process_exited(worker.pid)
             sock.close()
             with trio.CancelScope(shield=True):
                 await trail.record("service.stopped", role="serve")
-
-
-def _start_workers(
-    config: Config, store: Store, sock: socket.socket
-) -> list[multiprocessing.process.BaseProcess]:
-    if config.source is None:
-        raise ConfigError("server.workers: more than one worker needs a config file")
-    port = sock.getsockname()[1]
-    ctx = multiprocessing.get_context("spawn")
-    procs: list[multiprocessing.process.BaseProcess] = []
-    events = []
-    for index in range(config.server.workers):
-        ready = ctx.Event()
-        proc = ctx.Process(
-            target=_worker_main,
-            args=(str(config.source), store.url, port, index, ready),
-            daemon=True,
-        )
-        proc.start()
-        procs.append(proc)
-        events.append(ready)
-    for index, ready in enumerate(events):
-        if not ready.wait(60):
-            raise RuntimeError(f"data plane worker {index} did not start")
-    # The workers listen on the port now; this process's socket only reserved it.
-    sock.close()
-    return procs
 
 
 def serve_forever(

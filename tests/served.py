@@ -98,6 +98,7 @@ def start_served(
     args: tuple[str, ...] = (),
     responder: pki.Issued | None = None,
     server_extra: str = "",
+    limits: dict[str, int] | None = None,
 ) -> Served:
     d.mkdir(parents=True, exist_ok=True)
     test_pki.issuer.write(d / "alpha.pem")
@@ -110,15 +111,15 @@ def start_served(
         f"issuers = {json.dumps(['alpha'] if name == 'alpha-ra' else ['*'])}\n"
         for name, secret in TOKENS.items()
     )
+    chosen = {"header_timeout_seconds": 2, "idle_timeout_seconds": 3, "max_connections": 15000}
+    limit_lines = "\n".join(f"{k} = {v}" for k, v in {**chosen, **(limits or {})}.items())
     (d / "revocd.toml").write_text(f"""
 state_dir = "state"
 [server]
 port = {port}
 workers = {workers}
 {server_extra}[server.limits]
-header_timeout_seconds = 2
-idle_timeout_seconds = 3
-max_connections = 15000
+{limit_lines}
 [control]
 port = {control}
 [issuers.alpha]

@@ -119,6 +119,7 @@ def test_health_and_readiness(served):
     assert status == 200 and body["ready"] is True
     assert body["checks"] == {
         "store": "ok",
+        "data_plane": "ok",
         "signer:alpha": "ok",
         "signer:beta": "ok",
         "answers:alpha": "ok",

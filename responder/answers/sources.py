@@ -9,6 +9,7 @@ answers and is signed live.
 
 import hashlib
 import logging
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,7 @@ import trio
 
 from .. import metrics
 from ..config import IssuerConfig
+from ..http.protocol import http_date
 from ..ocsp import (
     CertID,
     CertStatus,
@@ -36,38 +38,6 @@ from .timing import Schedule
 log = logging.getLogger("revocd.answers")
 _FROM_CACHE = metrics.ANSWER_SOURCE.labels("cache")
 _FROM_LIVE = metrics.ANSWER_SOURCE.labels("live")
-_DAYS = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")
-_MONTHS = (
-    b"",
-    b"Jan",
-    b"Feb",
-    b"Mar",
-    b"Apr",
-    b"May",
-    b"Jun",
-    b"Jul",
-    b"Aug",
-    b"Sep",
-    b"Oct",
-    b"Nov",
-    b"Dec",
-)
-
-
-def http_date(seconds: int) -> bytes:
-    """IMF-fixdate (RFC 9110 section 5.6.7), e.g. Sun, 22 Nov 2026 10:00:00 GMT."""
-    t = time.gmtime(seconds)
-    return b"%s, %02d %s %04d %02d:%02d:%02d GMT" % (
-        _DAYS[t.tm_wday],
-        t.tm_mday,
-        _MONTHS[t.tm_mon],
-        t.tm_year,
-        t.tm_hour,
-        t.tm_min,
-        t.tm_sec,
-    )
-
-
 RECORD_TTL = 60.0
 INVALIDATION_MEMORY = 100_000
 
@@ -459,6 +429,75 @@ class StoreSource:
         return await self.inner.lookup(query)
 
 
+class LoopLag:
+    """How late the event loop runs: the time a newly readable connection waits for its
+    turn. A monitor task sleeps `TICK` and measures how much later it woke; the figure
+    rises at once and decays by half each tick, so one slow pass is seen and a
+    recovered loop is trusted again within a few ticks.
+
+    Live signing is refused (tryLater) while the lag is over `limit`: a signature
+    costs several times a refusal, so shedding signatures is what brings every other
+    request's wait, cached GETs included, back under the limit."""
+
+    TICK = 0.005
+    # A lookup that took longer than this awaited something (an HSM, the store): its
+    # time was not spent on this loop, so it is not charged (max_pending bounds those).
+    INLINE = 0.005
+    # Held connections released per calm tick (see `hold`).
+    RELEASE = 16
+    # Live signing may take this share of the loop before lag counts as its fault.
+    LIVE_SHARE = 0.25
+
+    def __init__(self, limit: float = float("inf")) -> None:
+        self.limit = limit
+        self.lag = 0.0
+        self._held = trio.lowlevel.ParkingLot()
+        # Signing time charged since the monitor last woke. Every request of one pass
+        # sees the same `lag`, so without this the pass after a calm one would admit
+        # every signature in it and overshoot the limit many times over.
+        self.spent = 0.0
+        # Share of the loop's time spent signing live, averaged over a few ticks.
+        self.share = 0.0
+
+    @property
+    def overloaded(self) -> bool:
+        """Late, and live signing is what makes it late. A loop slowed by other work (a
+        pre-sign sweep re-signing after a mass revocation, a CRL build) still signs the
+        few live answers asked meanwhile: refusing them would not make it faster."""
+        if self.lag + self.spent <= self.limit:
+            return False
+        return self.share > self.LIVE_SHARE or self.spent > self.limit
+
+    def charge(self, seconds: float) -> None:
+        if seconds < self.INLINE:
+            self.spent += seconds
+
+    async def hold(self, pause: float) -> None:
+        """Keep a connection that was told tryLater from sending its next request for
+        up to `pause` (jittered), releasing it early once the loop is calm again.
+
+        The held connections wait in one parking lot that the monitor opens RELEASE
+        at a time per calm tick: a passing spike costs them one tick, while under a
+        flood they come back no faster than the loop can take them (woken all at
+        once, a thousand connections would be the next spike)."""
+        with trio.move_on_after(pause * (0.5 + random.random())):
+            await self._held.park()
+
+    async def run(self) -> None:
+        clock = trio.current_time
+        while True:
+            started = clock()
+            await trio.sleep(self.TICK)
+            elapsed = clock() - started
+            late = elapsed - self.TICK
+            self.lag = max(late, self.lag * 0.5)
+            self.share = 0.8 * self.share + 0.2 * min(1.0, self.spent / elapsed)
+            self.spent = 0.0
+            if not self.overloaded and self._held:
+                self._held.unpark(count=self.RELEASE)
+            metrics.LOOP_LAG.observe(late)
+
+
 class LiveSigner:
     """Signs answers now. N concurrent identical questions cause one signature, and an
     answer that could have been pre-signed is written back to the store."""
@@ -470,6 +509,9 @@ class LiveSigner:
         cache: AnswerCache,
         batcher: MissBatcher,
         write_back: int = 256,
+        max_pending: int = 256,
+        deadline: float = 0.5,
+        loop: "LoopLag | None" = None,
     ) -> None:
         self.store = store
         self.nursery = nursery
@@ -477,6 +519,40 @@ class LiveSigner:
         self.batcher = batcher
         self._in_flight: dict[tuple[str, int, bytes], tuple[trio.Event, list[Answer]]] = {}
         self._write_back = trio.Semaphore(write_back)
+        # Admission (server.limits.live_sign_*): at most max_pending answers on their way
+        # to the signer, each answered within `deadline` or given tryLater. Without it a
+        # flood of nonce POSTs queues without bound and every client waits seconds; with
+        # it the excess is told to come back at once and the rest keep their latency.
+        self.max_pending = max_pending
+        self.deadline = deadline
+        self.pending = 0
+        # Software keys sign inline, so their queue is trio's run queue, not `pending`:
+        # the event loop's lag is what says a new signature would be late.
+        self.loop = loop or LoopLag()
+
+    async def lookup(self, query: Query) -> Answer:
+        issuer = query.issuer
+        assert issuer is not None
+        if self.pending >= self.max_pending:
+            metrics.LIVE_SHED.labels(issuer.name, "full").inc()
+            return Answer.error(ResponseStatus.TRY_LATER)
+        if self.loop.overloaded:
+            metrics.LIVE_SHED.labels(issuer.name, "loop_lag").inc()
+            return Answer.error(ResponseStatus.TRY_LATER)
+        self.pending += 1
+        started = time.perf_counter()
+        try:
+            with trio.move_on_after(self.deadline) as scope:
+                return await self._lookup(query, issuer)
+            # RFC 6960 4.2.1 tryLater: "temporarily unable to respond"; the data plane
+            # adds Retry-After. A PKCS#11 job already queued still completes (its owner
+            # thread is not interrupted) and is dropped.
+            assert scope.cancelled_caught
+            metrics.LIVE_SHED.labels(issuer.name, "deadline").inc()
+            return Answer.error(ResponseStatus.TRY_LATER)
+        finally:
+            self.pending -= 1
+            self.loop.charge(time.perf_counter() - started)
 
     async def _records(self, issuer: str, serials: list[int]) -> dict[int, CertRecord | None]:
         """Status records from the local cache, the rest through the miss batcher."""
@@ -501,9 +577,7 @@ class LiveSigner:
                     nursery.start_soon(fetch, serial)
         return out
 
-    async def lookup(self, query: Query) -> Answer:
-        issuer = query.issuer
-        assert issuer is not None
+    async def _lookup(self, query: Query, issuer: IssuerRuntime) -> Answer:
         if not query.record_known:
             try:
                 records = await self._records(
@@ -525,7 +599,8 @@ class LiveSigner:
             if flight is not None:
                 metrics.LIVE_COALESCED.inc()
                 await flight[0].wait()
-                return flight[1][0] if flight[1] else Answer.error(ResponseStatus.INTERNAL_ERROR)
+                # the leader failed or ran out of time: so would this request
+                return flight[1][0] if flight[1] else Answer.error(ResponseStatus.TRY_LATER)
             flight = (trio.Event(), [])
             self._in_flight[key] = flight
             try:
@@ -631,9 +706,20 @@ def build_chain(
     store: Store,
     batcher: MissBatcher,
     nursery: trio.Nursery,
+    live_max_pending: int = 256,
+    live_deadline: float = 0.5,
+    loop: LoopLag | None = None,
 ) -> AnswerSource:
     """The one place the sources are composed."""
-    live = LiveSigner(store, nursery, cache, batcher)
+    live = LiveSigner(
+        store,
+        nursery,
+        cache,
+        batcher,
+        max_pending=live_max_pending,
+        deadline=live_deadline,
+        loop=loop,
+    )
     return IssuerFilter(CachedSource(StoreSource(live, batcher, cache), cache), issuers)
 
 

@@ -65,8 +65,12 @@ class ControlApp:
         tokens: Mapping[str, TokenConfig],
         max_body_bytes: int = 8 * 1024 * 1024,
         audit: AuditTrail | None = None,
+        data_plane: Callable[[], tuple[int, int]] | None = None,
     ) -> None:
         self.audit = audit or AuditTrail.disabled()
+        # (workers serving, workers configured) when the data plane runs in worker
+        # processes; None when it runs in this process (serving whenever this answers)
+        self.data_plane = data_plane
         self.store = store
         self.ingest = ingest
         self.issuers = {i.name: i for i in issuers}
@@ -273,6 +277,11 @@ class ControlApp:
         with trio.move_on_after(2):
             checks["store"] = "ok" if await self.store.ping() else "unreachable"
         checks.setdefault("store", "timeout")
+        if self.data_plane is not None:
+            serving, wanted = self.data_plane()
+            checks["data_plane"] = (
+                "ok" if serving >= wanted else f"{serving} of {wanted} workers serving"
+            )
         for name, issuer in self.issuers.items():
             started = time.monotonic()
             try:

@@ -6,21 +6,19 @@ before the next planned re-sign, and 304 on If-None-Match / If-Modified-Since.
 Error answers carry `max-age=0, no-cache`.
 """
 
-import hashlib
 import logging
-import mimetypes
-import os
 import time
 from dataclasses import dataclass, field
-from email.utils import formatdate, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import trio
 
 from .. import metrics
 from ..answers.sources import Answer, AnswerCache, AnswerSource, Query
+from ..http.protocol import Request, Response, date_header, http_date, plain
 from ..ocsp import MalformedRequest, ResponseStatus, decode_get, decode_request
-from .http import Request, Response, http_date
+from .crlfiles import CrlFiles
 
 log = logging.getLogger("revocd.dataplane")
 _FROM_CACHE = metrics.ANSWER_SOURCE.labels("cache")
@@ -28,6 +26,7 @@ _LATENCY = metrics.OCSP_LATENCY
 
 OCSP_TYPE = b"application/ocsp-response"
 NO_CACHE = b"max-age=0, no-cache"
+RETRY_AFTER = b"1"
 STATUS_RESULT = {
     ResponseStatus.MALFORMED_REQUEST: "malformed",
     ResponseStatus.INTERNAL_ERROR: "internal_error",
@@ -35,10 +34,6 @@ STATUS_RESULT = {
     ResponseStatus.SIG_REQUIRED: "sig_required",
     ResponseStatus.UNAUTHORIZED: "unauthorized",
 }
-
-
-def _date(seconds: int) -> bytes:
-    return formatdate(seconds, usegmt=True).encode()
 
 
 def _not_modified(request: Request, etag: bytes, last_modified: int) -> bool:
@@ -80,9 +75,12 @@ class DataPlane:
     # CRL file name -> seconds between planned publications, so caches keep a CRL at most
     # until the next planned one (and at most crl_max_age, since changes publish earlier)
     crl_republish: dict[str, int] = field(default_factory=dict)
+    # server.limits.shed_pause_ms: how long a connection told tryLater is not read
+    shed_pause: float = 0.0
     _fast_counts: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.crl_files = CrlFiles(self.crl_dir) if self.crl_dir is not None else None
         if self.max_age_cap:
             self.crl_max_age = min(self.crl_max_age, self.max_age_cap)
 
@@ -120,7 +118,7 @@ class DataPlane:
         return b"".join(
             (
                 b"HTTP/1.1 200 OK\r\nDate: ",
-                http_date.now(),
+                date_header.now(),
                 b"\r\n",
                 answer.header_block,
                 b"Cache-Control: max-age=%d, public, no-transform, must-revalidate\r\n"
@@ -143,22 +141,22 @@ class DataPlane:
             )
         if self.crl_dir is not None and path.startswith(self.crl_prefix):
             if method not in (b"GET", b"HEAD"):
-                return _plain(405, b"method not allowed", [(b"Allow", b"GET, HEAD")])
-            return self._file(request, path[len(self.crl_prefix) :])
+                return plain(405, b"method not allowed", [(b"Allow", b"GET, HEAD")])
+            return await self._file(request, path[len(self.crl_prefix) :])
         if method == b"POST":
             if path.rstrip("/") != self.ocsp_prefix.rstrip("/"):
-                return _plain(404, b"not found")
+                return plain(404, b"not found")
             return await self._ocsp(request, "POST", lambda: decode_request(request.body), None)
         if method in (b"GET", b"HEAD"):
             if path == self.ocsp_prefix.rstrip("/") or path == "/":
-                return _plain(404, b"not found")
+                return plain(404, b"not found")
             return await self._ocsp(
                 request,
                 "GET",
                 lambda: decode_get(target, self.ocsp_prefix),
                 request.target if method == b"GET" else None,
             )
-        return _plain(405, b"method not allowed", [(b"Allow", b"GET, HEAD, POST")])
+        return plain(405, b"method not allowed", [(b"Allow", b"GET, HEAD, POST")])
 
     async def _ocsp(
         self, request: Request, method: str, decode: object, target: bytes | None
@@ -183,12 +181,14 @@ class DataPlane:
     def _ocsp_response(self, request: Request, answer: Answer, now: int) -> Response:
         head = request.method == b"HEAD"
         if answer.status is not ResponseStatus.SUCCESSFUL:
-            return Response(
-                200,
-                [(b"Content-Type", OCSP_TYPE), (b"Cache-Control", NO_CACHE)],
-                answer.der,
-                head_only=head,
-            )
+            headers = [(b"Content-Type", OCSP_TYPE), (b"Cache-Control", NO_CACHE)]
+            pause = 0.0
+            if answer.status is ResponseStatus.TRY_LATER:
+                # RFC 9110 section 10.2.3: when to come back. One second: overload and
+                # store hiccups are short, and a client retrying sooner only adds load.
+                headers.append((b"Retry-After", RETRY_AFTER))
+                pause = self.shed_pause
+            return Response(200, headers, answer.der, head_only=head, pause=pause)
         if answer.cacheable:
             cache_control = (
                 b"max-age=%d, public, no-transform, must-revalidate"
@@ -212,25 +212,15 @@ class DataPlane:
             return self.crl_max_age
         return max(0, min(self.crl_max_age, mtime + interval - int(time.time())))
 
-    def _file(self, request: Request, name: str) -> Response:
-        assert self.crl_dir is not None
-        if not name or "/" in name or name.startswith("."):
-            return _plain(404, b"not found")
-        path = self.crl_dir / name
-        try:
-            body = path.read_bytes()
-            mtime = int(os.stat(path).st_mtime)
-        except OSError:
-            return _plain(404, b"not found")
-        etag = b'"' + hashlib.sha256(body).hexdigest().encode() + b'"'
-        ctype = (
-            b"application/pkix-crl"
-            if name.endswith(".crl")
-            else (mimetypes.guess_type(name)[0] or "application/octet-stream").encode()
-        )
+    async def _file(self, request: Request, name: str) -> Response:
+        assert self.crl_files is not None
+        found = await self.crl_files.get(name)
+        if found is None:
+            return plain(404, b"not found")
+        etag, mtime, body = found.etag, found.mtime, found.body
         headers = [
-            (b"Content-Type", ctype),
-            (b"Last-Modified", _date(mtime)),
+            (b"Content-Type", found.content_type),
+            (b"Last-Modified", http_date(mtime)),
             (b"ETag", etag),
             (
                 b"Cache-Control",
@@ -240,8 +230,3 @@ class DataPlane:
         if _not_modified(request, etag, mtime):
             return Response(304, headers)
         return Response(200, headers, body, head_only=request.method == b"HEAD")
-
-
-def _plain(status: int, text: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> Response:
-    headers = [(b"Content-Type", b"text/plain"), (b"Cache-Control", b"no-store"), *(extra or [])]
-    return Response(status, headers, text + b"\n")
