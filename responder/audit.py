@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .control import strictjson
+
 log = logging.getLogger("revocd.audit")
 
 GENESIS = "0" * 64
@@ -279,12 +281,19 @@ def verify(paths: Iterable[str | Path], anchor: str | None = None) -> VerifyResu
             if not raw.strip():
                 continue
             try:
-                record = json.loads(raw)
+                # Strict: a record with a key given twice reads differently to different
+                # parsers (json keeps the last), so it is an edit, never a valid record.
+                record = strictjson.loads(raw, max_depth=64)
                 if not isinstance(record, dict):
                     raise ValueError("not an object")
                 seq, rec_prev, rec_hash = record["seq"], record["prev"], record["hash"]
                 if not isinstance(seq, int) or isinstance(seq, bool):
                     raise TypeError("seq")
+            except strictjson.DuplicateKey as exc:
+                result.errors.append(
+                    Finding(number, None, f"record edited: key {exc.key!r} appears twice", where)
+                )
+                continue
             except (ValueError, KeyError, TypeError):
                 # A torn line is accepted only if the next record names it.
                 torn = raw.rstrip(b"\n")
@@ -364,11 +373,16 @@ def verify(paths: Iterable[str | Path], anchor: str | None = None) -> VerifyResu
             result.records += 1
             result.head_seq, result.head_hash = seq, rec_hash
     if pending_torn is not None:
-        result.notes.append(
+        # Not yet explained by an audit.torn_record: from here a crash while writing and
+        # a cut or edited tail look the same, so it fails until a writer has noted it
+        # (any revocd start that appends to the log does).
+        result.errors.append(
             Finding(
                 pending_torn[1],
                 None,
-                "torn last record (a crash while writing); the next write will note it",
+                "torn last record that no audit.torn_record explains (a crash while "
+                "writing, or the tail was cut or edited); start revocd to note it, then "
+                "verify again",
                 pending_torn[0],
             )
         )

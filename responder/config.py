@@ -201,7 +201,10 @@ def _positive(value: int, name: str, low: int = 1, high: int = 1 << 20) -> int:
 
 
 def load_config(path: str | Path) -> Config:
-    path = Path(path)
+    # Absolute from here on: every relative path in the file is relative to the file,
+    # and the embedded store's server changes into its own directory before it opens
+    # its log, so a relative path handed to it would name another file.
+    path = Path(path).absolute()
     try:
         raw = tomllib.loads(path.read_text())
     except OSError as exc:

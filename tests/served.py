@@ -99,6 +99,7 @@ def start_served(
     responder: pki.Issued | None = None,
     server_extra: str = "",
     limits: dict[str, int] | None = None,
+    relative: bool = False,
 ) -> Served:
     d.mkdir(parents=True, exist_ok=True)
     test_pki.issuer.write(d / "alpha.pem")
@@ -134,7 +135,10 @@ key = "beta.key"
 policy = "smime"
 partitions = 4
 {tokens}{extra}""")
-    proc = start("serve", "-c", str(d / "revocd.toml"), *args)
+    if relative:  # as an operator in the config's directory would type it
+        proc = start("serve", "-c", "revocd.toml", *args, cwd=d)
+    else:
+        proc = start("serve", "-c", str(d / "revocd.toml"), *args)
     proc.wait_for("revocd ready")
     return Served(
         d,

@@ -126,7 +126,8 @@ def test_torn_record_from_a_crash_is_noted_and_the_chain_continues(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data + b'{"seq":5,"time":"2026-')  # the process died mid-write
     result = verify([path])
-    assert result.ok and "torn last record" in result.notes[0].problem
+    # Unexplained, a torn tail looks like a cut or edited one: an error until noted.
+    assert not result.ok and "no audit.torn_record explains" in result.errors[0].problem
     audit = AuditLog(path)  # a new process
     audit.write("service.started", role="serve")
     result = verify([path])
@@ -301,3 +302,17 @@ def test_unreadable_input_is_a_clear_error(tmp_path):
         timeout=60,
     )
     assert bad.returncode == 2 and "--since: not a time: 'soon'" in bad.stderr
+
+
+def test_a_record_with_a_duplicated_key_is_an_edit(tmp_path):
+    """json keeps the last of two equal keys; verify refuses the record instead."""
+    path = tmp_path / "audit.log"
+    write_log(path, 3)
+    text = lines(path)
+    record = json.loads(text[1])
+    # the same hash, so only the duplicated key can be what verify objects to
+    text[1] = text[1].rstrip("}\n") + ', "kind": ' + json.dumps(record["kind"]) + "}\n"
+    path.write_text("".join(text))
+    result = verify([path])
+    assert not result.ok
+    assert any("key 'kind' appears twice" in f.problem for f in result.errors), result.errors

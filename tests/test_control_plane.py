@@ -94,6 +94,17 @@ def test_token_scoped_to_its_issuers(served):
             "reason: certificateHold is not allowed for tls issuers",
         ),
         ({"events": [{"type": "issued"}] * 10_001}, 413, "events: at most 10000"),
+        # At 3079c4f: 100k nested arrays were a 500 (RecursionError), and a key given
+        # twice was silently taken with its last value.
+        (b"[" * 100_000 + b"]" * 100_000, 400, "body: JSON nested deeper than 8 levels"),
+        (b'{"events": [' * 6 + b"]}" * 6, 400, "body: JSON nested deeper than 8 levels"),
+        (
+            b'{"events": [{"type": "revoked", "issuer": "alpha", "serial": "10", '
+            b'"serial": "11", "revoked_at": "2026-01-01T00:00:00Z"}]}',
+            422,
+            "serial: given more than once in one object",
+        ),
+        (b'{"events": [], "events": []}', 422, "events: given more than once"),
     ],
 )
 def test_bad_requests_name_the_field(served, body, status, prefix):

@@ -28,6 +28,7 @@ from ..config import TokenConfig
 from ..ingest import BatchTooLarge, EventError, Ingestor, parse_serial
 from ..metrics_export import exposition
 from ..store import Store
+from . import strictjson
 
 log = logging.getLogger("revocd.control")
 AUDIT_EVENT_BYTES = 4096  # larger pushed events are recorded by hash and size
@@ -188,7 +189,11 @@ class ControlApp:
         self, scope: Scope, receive: Receive, token: TokenConfig
     ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
         try:
-            payload = json.loads(await self._body(receive))
+            payload = strictjson.loads(await self._body(receive))
+        except strictjson.DuplicateKey as exc:
+            raise HTTPError(422, str(exc)) from None
+        except strictjson.JsonTooDeep as exc:
+            raise HTTPError(400, str(exc)) from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise HTTPError(400, f"body: not JSON ({exc})") from None
         if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):

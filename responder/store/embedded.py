@@ -8,6 +8,7 @@ directory is reused; the process that started it stops it.
 """
 
 import contextlib
+import fcntl
 import logging
 import os
 import secrets
@@ -171,13 +172,42 @@ class ValkeyProcess:
         self.process = None
 
 
+def _valkey_pid_alive(pid: int) -> bool:
+    """Whether `pid` is a live valkey-server (not a recycled pid of something else). A
+    stopped (SIGSTOP) server is alive: frozen is not dead, and restarting it would put
+    two servers on one data directory."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return b"valkey-server" in cmdline and state != "Z"
+
+
 class EmbeddedStore:
-    """The embedded Valkey for a state directory: started, or reused if already running."""
+    """The embedded Valkey for a state directory, owned by one revocd process at a time
+    whether that process started the server or found it running.
+
+    A server outlives a revocd that crashed (it runs in its own session, so a SIGKILL of
+    revocd cannot take it down mid-write). Ownership is an exclusive lock on
+    `owner.lock` held for the owner's lifetime, so the kernel releases it when the
+    owner dies, however it dies. The owner watches the server, restarts it on the same
+    port if it dies, and stops it when it stops. A process that finds the lock taken
+    (a `revocd presign` next to `revocd serve`) shares the server and never stops it;
+    it takes ownership over, server included, when the owner is gone. Every path is
+    absolute."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.directory = Path(state_dir) / "valkey"
-        self._server: ValkeyProcess | None = None
+        self.directory = (Path(state_dir) / "valkey").absolute()
+        self._server: ValkeyProcess | None = None  # started by this process
+        self._adopted: int | None = None  # pid of a server found running, when owner
+        self._lock: int | None = None  # the owner.lock descriptor while we own it
+        self.port = 0
         self.url = ""
+
+    @property
+    def owner(self) -> bool:
+        return self._lock is not None
 
     def _secret(self) -> str:
         path = self.directory / "password"
@@ -188,40 +218,131 @@ class EmbeddedStore:
                 f.write(secrets.token_urlsafe(24))
         return path.read_text().strip()
 
+    def _take_ownership(self) -> bool:
+        if self._lock is not None:
+            return True
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.directory / "owner.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._lock = fd
+        return True
+
+    def _release_ownership(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing drops the lock
+            self._lock = None
+
+    def _running_pid(self) -> int | None:
+        try:
+            pid = int((self.directory / "valkey.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _valkey_pid_alive(pid) else None
+
+    def _running_port(self, password: str) -> int | None:
+        try:
+            port = int((self.directory / "port").read_text())
+        except (OSError, ValueError):
+            return None
+        return port if _ping(port, password) else None
+
     def start(self) -> str:
         password = self._secret()
-        port_file = self.directory / "port"
-        if port_file.exists():
-            with contextlib.suppress(ValueError):
-                port = int(port_file.read_text())
-                if _ping(port, password):
-                    log.info(
-                        "reusing the embedded valkey-server on 127.0.0.1:%d for %s",
-                        port,
-                        self.directory,
-                    )
-                    self.url = ValkeyProcess(self.directory, port, password).url
-                    return self.url
+        owner = self._take_ownership()
+        port = self._running_port(password)
+        if port is None and not owner:
+            # The owner is alive; its server may be restarting. Give it the time a start
+            # takes before saying so.
+            deadline = time.monotonic() + START_TIMEOUT
+            while port is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+                port = self._running_port(password)
+            if port is None:
+                raise EmbeddedStoreError(
+                    f"another revocd owns the embedded store in {self.directory}, and its "
+                    "server does not answer"
+                )
+        if port is not None:
+            self.port = port
+            if owner:
+                self._adopted = self._running_pid()
+                log.info(
+                    "adopting the embedded valkey-server pid %s on 127.0.0.1:%d for %s",
+                    self._adopted,
+                    port,
+                    self.directory,
+                )
+            else:
+                log.info(
+                    "sharing the embedded valkey-server on 127.0.0.1:%d owned by another "
+                    "revocd for %s",
+                    port,
+                    self.directory,
+                )
+            self.url = ValkeyProcess(self.directory, port, password).url
+            return self.url
         self._server = ValkeyProcess(self.directory, 0, password).start()
-        port_file.write_text(str(self._server.port))
+        self.port = self._server.port
+        (self.directory / "port").write_text(str(self.port))
         self.url = self._server.url
         return self.url
 
-    def ensure_running(self) -> bool:
-        """Restart the server this process owns if it died; True when it was restarted."""
+    def alive(self) -> bool:
         server = self._server
-        if server is None or (server.process is not None and server.process.poll() is None):
+        if server is not None and server.process is not None:
+            return server.process.poll() is None
+        if self._adopted is not None:
+            return _valkey_pid_alive(self._adopted)
+        pid = self._running_pid()  # a server found with no pidfile, or shared
+        return pid is not None or _ping(self.port, self._secret())
+
+    def ensure_running(self) -> bool:
+        """As owner, start the server again on the same port if it died; True when it
+        was. A sharer becomes the owner first if the owner is gone."""
+        if self.port == 0 or not self._take_ownership() or self.alive():
             return False
-        code = server.process.returncode if server.process is not None else None
+        code: object = "unknown (not our child)"
+        if self._server is not None and self._server.process is not None:
+            code = self._server.process.returncode
+            self._server.kill()  # reap it
         log.error(
-            "embedded valkey-server exited (status %s); restarting it on port %d", code, server.port
+            "embedded valkey-server exited (status %s); restarting it on port %d",
+            code,
+            self.port,
         )
-        server.process = None
-        server.start()
+        self._adopted = None
+        self._server = ValkeyProcess(self.directory, self.port, self._secret()).start()
         return True
 
     def stop(self) -> None:
+        """As owner: stop the server, whoever started it. As sharer: nothing."""
+        if not self.owner:
+            return
         if self._server is not None:
             self._server.stop()
-            (self.directory / "port").unlink(missing_ok=True)
             self._server = None
+        elif self._adopted is not None:
+            _stop_pid(self._adopted)
+            self._adopted = None
+        (self.directory / "port").unlink(missing_ok=True)
+        self._release_ownership()
+
+
+def _stop_pid(pid: int, timeout: float = 10.0) -> None:
+    """SIGTERM an adopted server (Valkey flushes its AOF and exits), SIGKILL if it will
+    not go. Not our child, so it is watched through /proc rather than waited for."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGCONT)  # a frozen server cannot act on SIGTERM
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _valkey_pid_alive(pid):
+            return
+        time.sleep(0.05)
+    log.warning("adopted valkey-server pid %d did not stop in %.0f s; killing it", pid, timeout)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
