@@ -37,6 +37,10 @@ MAX_BATCH = 10_000
 # RFC 5280 section 4.1.2.2: at most 20 octets, as a positive DER INTEGER.
 MAX_SERIAL_BITS = 159
 CHUNK = 500  # events per store call
+# Seconds beyond store.durability_timeout_ms that a batch may take before what is left
+# of it is answered `failed` (the control plane promises an answer within the
+# durability timeout plus one second; this leaves room to write the audit records).
+BATCH_MARGIN = 0.5
 MIN_TIME = -631152000  # 1950-01-01, the earliest GeneralizedTime revocd writes
 MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
@@ -278,25 +282,43 @@ class Ingestor:
                 (index, event)
             )
         results: list[EventResult] = []
+        # The whole batch is answered within the durability timeout plus a margin: a
+        # frozen or failing store makes its events `failed` (not acknowledged; the CA
+        # retries, and a retry of what did land is `unchanged`), never a hung request.
+        budget = self.store.settings.durability_timeout_ms / 1000 + BATCH_MARGIN
+        deadline = trio.current_time() + budget
 
         async def run(issuer: str, partition: int, group: list[tuple[int, Event]]) -> None:
             # Chunks of one partition go in order, so events for one serial apply in order.
             crl_shards = self.issuers[issuer].crl_shards
             for start in range(0, len(group), CHUNK):
                 chunk = group[start : start + CHUNK]
-                async with self._limiter:
-                    try:
-                        outcome = await self.store.apply_events(
-                            issuer, partition, [e.script_args(crl_shards) for _, e in chunk]
-                        )
-                    except StoreError as exc:
-                        log.error(
-                            "events for %s partition %d not acknowledged: %s",
-                            issuer,
-                            partition,
-                            exc,
-                        )
-                        outcome = [("failed", f"store: {exc}")] * len(chunk)
+                outcome: list[tuple[str, str]] | None = None
+                with trio.move_on_at(deadline):
+                    async with self._limiter:
+                        try:
+                            outcome = await self.store.apply_events(
+                                issuer, partition, [e.script_args(crl_shards) for _, e in chunk]
+                            )
+                        except StoreError as exc:
+                            log.error(
+                                "events for %s partition %d not acknowledged: %s",
+                                issuer,
+                                partition,
+                                exc,
+                            )
+                            outcome = [("failed", f"store: {exc}")] * len(chunk)
+                if outcome is None:
+                    log.error(
+                        "events for %s partition %d not acknowledged: no answer from the "
+                        "store within %.1f s",
+                        issuer,
+                        partition,
+                        budget,
+                    )
+                    outcome = [
+                        ("failed", f"store: no answer within {budget:.1f} s; not acknowledged")
+                    ] * len(chunk)
                 for (index, event), (code, message) in zip(chunk, outcome, strict=True):
                     results.append(EventResult(index, code, message, issuer, event.serial))  # type: ignore[arg-type]
 

@@ -124,3 +124,51 @@ def test_embedded_valkey_killed_ten_times_under_ingest_load(tmp_path, test_pki, 
     # revocd stopped the server it adopted or started
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.slow
+def test_a_frozen_store_keeps_cached_answers_and_answers_everything_else_in_time(
+    tmp_path, test_pki
+):
+    """SIGSTOP of the embedded valkey for 10 s: cached answers are served, uncached
+    ones are tryLater, pushes get 503 with `failed` within durability_timeout_ms + 1 s
+    (at 3079c4f a push waited 9.9 s and a status read got no answer), and everything
+    resumes after SIGCONT."""
+    d = tmp_path / "frozen"
+    served = start_served(d, test_pki, workers=1)
+    try:
+        cached, uncached = 0xC0FFEE, 0xC0FFEF
+        assert served.push(issued(cached), issued(uncached))[0] == 200
+        assert served.ocsp_post("alpha", cached)[0] == "good"  # now in the local cache
+        pid = valkey_pid(d)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            frozen_at = time.monotonic()
+            started = time.monotonic()
+            assert served.ocsp_post("alpha", cached)[0] == "good"
+            assert time.monotonic() - started < 0.5
+            started = time.monotonic()
+            assert served.ocsp_post("alpha", uncached)[0] == "try_later"
+            assert time.monotonic() - started < 3.0
+            started = time.monotonic()
+            status, body = served.push(issued(0xC0FFF0))
+            took = time.monotonic() - started
+            assert status == 503 and body["counts"]["failed"] == 1, body
+            assert took <= 2.0 + 1.0, took  # durability_timeout_ms (2000) + 1 s
+            started = time.monotonic()
+            status, _, _ = served.control("GET", f"/v1/issuers/alpha/certificates/{cached:x}")
+            assert status == 503 and time.monotonic() - started <= 3.0
+            assert served.control("GET", "/readyz", token=None)[0] == 503
+            time.sleep(max(0.0, 10 - (time.monotonic() - frozen_at)))
+            assert valkey_pid(d) == pid, "a frozen store is not dead: it must not be replaced"
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        recovered = wait_applied(served, 0xC0FFF0, timeout=10)
+        assert recovered <= 5.0
+        assert served.ocsp_post("alpha", uncached)[0] == "good"
+        assert served.control("GET", "/readyz", token=None)[0] == 200
+        # the failed push, retried, is applied once; the audit log says what happened
+        audit = (d / "state" / "audit.log").read_text()
+        assert '"kind":"event.failed"' in audit and "no answer within" in audit
+    finally:
+        assert served.proc.stop() == 0, served.proc.output

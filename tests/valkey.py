@@ -1,6 +1,7 @@
 """Real valkey-server processes for tests: standalone and a 3-master cluster."""
 
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -73,3 +74,82 @@ def start_cluster(base: Path, masters: int = 3) -> list[ValkeyProcess]:
 
 def cluster_url(nodes: list[ValkeyProcess]) -> str:
     return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in nodes)
+
+
+class Sentinel:
+    """One valkey-server in sentinel mode (it rewrites its config file, so it gets one)."""
+
+    def __init__(self, directory: Path, primary_port: int, service: str) -> None:
+        self.directory = directory
+        self.port = free_port()
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "sentinel.conf").write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {directory}\n"
+            f"logfile {directory / 'sentinel.log'}\n"
+            f"sentinel monitor {service} 127.0.0.1 {primary_port} 2\n"
+            f"sentinel down-after-milliseconds {service} 1000\n"
+            f"sentinel failover-timeout {service} 5000\n"
+            f"sentinel parallel-syncs {service} 1\n"
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "Sentinel":
+        from responder.store.embedded import valkey_binary
+
+        self.process = subprocess.Popen(
+            [str(valkey_binary()), str(self.directory / "sentinel.conf"), "--sentinel"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if b"PONG" in command(self.port, "PING"):
+                    return self
+            except OSError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                log = self.directory / "sentinel.log"
+                raise RuntimeError(
+                    f"sentinel on {self.port} did not start: "
+                    + (log.read_text()[-2000:] if log.exists() else "")
+                )
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+def sentinel_primary(sentinel: Sentinel, service: str) -> int | None:
+    """The port the sentinel names as the service's primary."""
+    reply = command(sentinel.port, "SENTINEL", "get-master-addr-by-name", service)
+    parts = [p for p in reply.split(b"\r\n") if p and not p.startswith((b"*", b"$"))]
+    return int(parts[1]) if len(parts) == 2 else None
+
+
+def start_sentinel_group(base: Path, service: str = "revocd") -> tuple[list, list[Sentinel]]:
+    """A primary, one replica and three sentinels that agree on both."""
+    durable = {"appendonly": "yes", "appendfsync": "always"}
+    primary = ValkeyProcess(base / "primary", extra_config=dict(durable)).start()
+    replica = ValkeyProcess(
+        base / "replica",
+        extra_config={**durable, "replicaof": f"127.0.0.1 {primary.port}"},
+    ).start()
+    sentinels = [Sentinel(base / f"sentinel{i}", primary.port, service).start() for i in range(3)]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        info = command(replica.port, "INFO", "replication")
+        known = [command(s.port, "SENTINEL", "replicas", service) for s in sentinels]
+        others = [command(s.port, "SENTINEL", "sentinels", service) for s in sentinels]
+        if (
+            b"master_link_status:up" in info
+            and all(str(replica.port).encode() in k for k in known)
+            and all(o.startswith(b"*2") for o in others)
+        ):
+            return [primary, replica], sentinels
+        time.sleep(0.2)
+    raise RuntimeError("sentinels did not converge")

@@ -27,11 +27,15 @@ from ..audit_trail import AuditTrail, Entry
 from ..config import TokenConfig
 from ..ingest import BatchTooLarge, EventError, Ingestor, parse_serial
 from ..metrics_export import exposition
-from ..store import Store
+from ..store import Store, StoreError
 from . import strictjson
 
 log = logging.getLogger("revocd.control")
 AUDIT_EVENT_BYTES = 4096  # larger pushed events are recorded by hash and size
+# A status read waits this long for the store, then answers 503 (the store's own stream
+# timeout is longer: it must cover WAITAOF).
+READ_TIMEOUT = 2.0
+RETRY = [(b"retry-after", b"1")]
 
 # Every route, as (method, path template); docs/api/openapi.yaml lists exactly these.
 ROUTES = (
@@ -272,7 +276,15 @@ class ControlApp:
             serial = parse_serial(serial_text)
         except EventError as exc:
             raise HTTPError(400, str(exc)) from None
-        record = await self.store.get_record(issuer, serial)
+        found = False
+        with trio.move_on_after(READ_TIMEOUT):
+            try:
+                record = await self.store.get_record(issuer, serial)
+            except StoreError as exc:
+                raise HTTPError(503, f"store: unavailable ({exc})", RETRY) from None
+            found = True
+        if not found:
+            raise HTTPError(503, f"store: no answer within {READ_TIMEOUT:.0f} s", RETRY)
         if record is None:
             raise HTTPError(404, "serial: no record of this certificate")
         return 200, _json({"issuer": issuer, **record.to_json()}), b"application/json", []

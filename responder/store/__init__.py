@@ -2,7 +2,7 @@
 
 from .embedded import EmbeddedStore, EmbeddedStoreError, ValkeyProcess, valkey_binary
 from .records import CertRecord, Status
-from .store import Change, DurabilityError, PreSigned, Store, StoreError, make_client
+from .store import Change, DurabilityError, PreSigned, Store, StoreError, open_client
 
 __all__ = [
     "CertRecord",
@@ -15,6 +15,6 @@ __all__ = [
     "Store",
     "StoreError",
     "ValkeyProcess",
-    "make_client",
+    "open_client",
     "valkey_binary",
 ]

@@ -8,6 +8,7 @@ AOF fsync (WAITAOF) and, when configured, for replicas.
 
 import json
 import logging
+import ssl
 import struct
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -20,6 +21,7 @@ import anyio
 import coredis
 import coredis.exceptions
 import trio
+from coredis.retry import ConstantRetryPolicy
 from coredis.typing import Node
 
 from ..config import ConfigError, IssuerConfig, StoreConfig
@@ -65,8 +67,35 @@ def _nodes(netloc: str) -> list[tuple[str, int]]:
     return out
 
 
-def make_client(url: str) -> tuple[Any, str]:
-    """A coredis client for a store URL, and the kind: standalone, cluster or sentinel.
+# Every wait on the store is bounded (issue: store faults). A connection that gets no
+# answer within its stream timeout is dropped, so a frozen server costs each caller one
+# timeout, not forever, and the next command opens a fresh connection once it is back.
+CONNECT_TIMEOUT = 2.0
+POOL_TIMEOUT = 2.0  # waiting for a free connection of the pool
+# Each cluster node gets a pool of its own this large: a shared pool split over the
+# nodes left a promoted replica with no connection to be had (failover wedged revocd).
+CLUSTER_CONNECTIONS_PER_NODE = 128
+
+
+def _timeouts(settings: StoreConfig) -> dict[str, Any]:
+    return {
+        "connect_timeout": CONNECT_TIMEOUT,
+        # WAITAOF and WAIT block for up to the durability timeout before they answer.
+        "stream_timeout": settings.durability_timeout_ms / 1000 + 2.0,
+        "pool_timeout": POOL_TIMEOUT,
+    }
+
+
+# Reconnect at once after a restart or failover; a timeout is not retried, so a frozen
+# store answers within one stream timeout.
+_RETRY = ConstantRetryPolicy((ConnectionError,), retries=2, delay=0.05)
+
+
+@asynccontextmanager
+async def open_client(url: str, settings: StoreConfig) -> AsyncIterator[tuple[Any, str]]:
+    """A connected coredis client for a store URL, and the kind: standalone, cluster or
+    sentinel. The client (and for Sentinel, the Sentinel object it comes from) is
+    entered here and closed on exit.
 
     redis://[user:password@]host:port/db, rediss:// for TLS, unix:///path.sock;
     redis+cluster://[user:password@]host:port,host:port;
@@ -75,9 +104,15 @@ def make_client(url: str) -> tuple[Any, str]:
     """
     scheme_in = url.split("://", 1)[0]
     scheme = scheme_in.replace("valkey", "redis")
+    timeouts = _timeouts(settings)
     if scheme in ("redis", "rediss", "unix"):
         normal = scheme + url[len(scheme_in) :]
-        return coredis.Redis.from_url(normal, decode_responses=False), "standalone"
+        client = coredis.Redis.from_url(
+            normal, decode_responses=False, retry_policy=_RETRY, **timeouts
+        )
+        async with client:
+            yield client, "standalone"
+        return
     parts = urlsplit(url)
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password else None
@@ -85,41 +120,68 @@ def make_client(url: str) -> tuple[Any, str]:
     tls = scheme.endswith("s")
     if scheme in ("redis+cluster", "rediss+cluster"):
         nodes = [Node(host=h, port=p) for h, p in _nodes(netloc)]
-        client = coredis.RedisCluster(
+        cluster = coredis.RedisCluster(
             startup_nodes=nodes,
             username=username,
             password=password,
             ssl=tls,
             decode_responses=False,
+            max_connections=CLUSTER_CONNECTIONS_PER_NODE,
+            max_connections_per_node=True,
+            **timeouts,
         )
-        return client, "cluster"
+        async with cluster:
+            yield cluster, "cluster"
+        return
     if scheme in ("redis+sentinel", "rediss+sentinel"):
         path = [p for p in parts.path.split("/") if p]
         if not path:
             raise ConfigError("store.url: a sentinel URL needs the service name as its path")
         db = int(path[1]) if len(path) > 1 else 0
+        # These go to each connection as they are: connection parameters only (the
+        # pool's timeout is not one).
+        conn = {k: timeouts[k] for k in ("connect_timeout", "stream_timeout")}
+        if tls:
+            conn["ssl_context"] = ssl.create_default_context()
         sentinel = coredis.Sentinel(
             _nodes(netloc),
-            sentinel_kwargs={"password": password} if password else None,
+            sentinel_kwargs={"password": password, **conn} if password else conn,
             username=username,
             password=password,
-            ssl=tls,
             decode_responses=False,
             db=db,
+            retry_policy=_RETRY,
+            **conn,
         )
-        return sentinel.primary_for(path[0]), "sentinel"
+        # At 3079c4f only the primary's client was entered, and the Sentinel's own pool
+        # never initialised ("Connection pool is not initialized"): both are now.
+        async with sentinel:
+            primary = sentinel.primary_for(path[0])
+            async with primary:
+                yield primary, "sentinel"
+        return
     raise ConfigError(f"store.url: unsupported scheme {scheme_in!r}")
 
 
 class Store:
     """Status store for revocd over the Redis protocol."""
 
-    def __init__(self, client: Any, kind: str, settings: StoreConfig, url: str = "") -> None:
+    def __init__(
+        self,
+        client: Any,
+        kind: str,
+        settings: StoreConfig,
+        url: str = "",
+        writer: Any = None,
+    ) -> None:
         self.url = url
         self.client = client
+        # Event writes wait for WAITAOF (and replicas) on connections of their own, so a
+        # shard that cannot meet store.replicas delays pushes, never OCSP reads.
+        self.writer = writer if writer is not None else client
         self.kind = kind
         self.settings = settings
-        self._apply = client.register_script(APPLY_EVENTS)
+        self._apply = self.writer.register_script(APPLY_EVENTS)
         self._put_answer = client.register_script(PUT_ANSWER)
         self._put_answers = client.register_script(PUT_ANSWERS)
         self._lookup = client.register_script(LOOKUP)
@@ -129,11 +191,13 @@ class Store:
     @classmethod
     @asynccontextmanager
     async def open(cls, url: str, settings: StoreConfig | None = None) -> AsyncIterator["Store"]:
-        client, kind = make_client(url)
         settings = settings or StoreConfig(url=url)
         try:
-            async with client:
-                store = cls(client, kind, settings, url)
+            async with (
+                open_client(url, settings) as (client, kind),
+                open_client(url, settings) as (writer, _),
+            ):
+                store = cls(client, kind, settings, url, writer)
                 await store._check_durability()
                 yield store
         except BaseExceptionGroup as group:
@@ -218,7 +282,7 @@ class Store:
         for event in events:
             args.extend(event)
         try:
-            with self.client.ensure_persistence(
+            with self.writer.ensure_persistence(
                 self._wait_local, self.settings.replicas, self.settings.durability_timeout_ms
             ):
                 raw = await self._apply(keys=keys.partition_keys(issuer, partition), args=args)
@@ -233,7 +297,10 @@ class Store:
 
     async def get_record(self, issuer: str, serial: int) -> CertRecord | None:
         p = keys.partition_of(serial, self.partitions(issuer))
-        raw = await self.client.hget(keys.certs(issuer, p), keys.serial_field(serial))
+        try:
+            raw = await self.client.hget(keys.certs(issuer, p), keys.serial_field(serial))
+        except (coredis.exceptions.RedisError, OSError) as exc:
+            raise StoreError(f"store error reading a record: {exc}") from exc
         return None if raw is None else CertRecord.decode(serial, raw)
 
     async def get_records(self, issuer: str, serials: Sequence[int]) -> dict[int, CertRecord]:
