@@ -32,6 +32,7 @@ from cryptography import x509
 from responder import metrics
 from responder.audit_trail import AuditTrail
 from responder.config import IssuerConfig
+from responder.failures import describe, recoverable
 from responder.policy import DEFAULT_CRL_RETENTION
 from responder.signing import Signer
 from responder.store import CertRecord, Change, Status, Store
@@ -298,9 +299,11 @@ class CrlGenerator:
                         await self.publish_all(reload=True)
                     first = False
                     await self._apply_in_batches(changes)
-            except Exception as exc:  # keep following; the periodic pass republishes anyway
+            except BaseException as exc:  # keep following; the periodic pass republishes anyway
+                if not recoverable(exc):
+                    raise
                 metrics.CRL_PUBLISH.labels("*", "feed_lost").inc()
-                log.warning("CRL generator lost the change feed (%s); retrying", exc)
+                log.warning("CRL generator lost the change feed (%s); retrying", describe(exc))
             await trio.sleep(0.5)
 
 

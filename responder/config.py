@@ -97,9 +97,10 @@ class LimitsConfig:
     max_connections: int = 16_384
     max_pipelined: int = 64
     # Live signing admission: answers being signed now, and how long one may take
-    # before the client gets tryLater instead (well under the 1 s a client waits).
+    # before the client gets tryLater instead (under the second a client waits, with
+    # room for a store fetch during a mass revocation's re-signing).
     live_sign_max_pending: int = 256
-    live_sign_deadline_ms: int = 500
+    live_sign_deadline_ms: int = 800
     # While the event loop runs this late, live signatures are shed: keeps cached GETs
     # (and everything else) within tens of milliseconds under a flood of nonce POSTs.
     live_sign_loop_lag_ms: int = 5

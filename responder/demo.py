@@ -26,10 +26,12 @@ from cryptography import x509
 
 from . import pki
 from .config import load_config
+from .failures import describe, recoverable
 from .presign import presign_issuer
 from .service import Running, run_service
 
 log = logging.getLogger("revocd.demo")
+POPULATE_RETRY = 30.0
 
 SAMPLES = ("good", "revoked", "unknown")
 ISSUER = "demo"
@@ -214,8 +216,21 @@ async def populate(running: Running, demo: DemoPKI, certs: int) -> dict[str, int
     ]
     counts = {"applied": 0, "unchanged": 0, "rejected": 0, "failed": 0}
     for start in range(0, len(events), 10_000):
-        for result in await running.ingest.submit(events[start : start + 10_000]):
-            counts[result.result] += 1
+        chunk = events[start : start + 10_000]
+        # A store that dies meanwhile is restarted by itself; what failed is pushed
+        # again (events are idempotent) for up to POPULATE_RETRY seconds.
+        give_up = trio.current_time() + POPULATE_RETRY
+        while True:
+            results = await running.ingest.submit(chunk)
+            failed = [chunk[r.index] for r in results if r.result == "failed"]
+            for result in results:
+                if result.result != "failed" or trio.current_time() >= give_up:
+                    counts[result.result] += 1
+            if not failed or trio.current_time() >= give_up:
+                break
+            log.warning("%d demo events not stored yet; pushing them again", len(failed))
+            chunk = failed
+            await trio.sleep(0.5)
     # For load generators (loadtests/locustfile.py): what was issued, what was revoked.
     revoked_set = set(revoke)
     (demo.directory / "serials.txt").write_text(
@@ -250,7 +265,17 @@ def run_demo(args: argparse.Namespace) -> int:
         # Seeded straight into the store, not through the control plane: say so once.
         await running.audit.record("demo.populated", issuer=ISSUER, counts=counts)
         issuer = running.issuers[0]
-        signed = await presign_issuer(running.store, issuer)
+        try:
+            signed = await presign_issuer(running.store, issuer)
+        except BaseException as exc:
+            # The store failed during the start-up sweep (it is restarted by itself):
+            # the pre-signer's own loop finishes the job; the demo stays up.
+            if not recoverable(exc):
+                raise
+            log.warning(
+                "start-up pre-sign incomplete (%s); the pre-signer will finish it", describe(exc)
+            )
+            signed = 0
         assert config.server.crl_dir is not None
         crl_path = config.server.crl_dir / f"{ISSUER}.crl"
         await wait_for_crl(crl_path, demo.samples["revoked"].serial_number)

@@ -24,6 +24,7 @@ import trio
 from . import metrics
 from .answers.sources import IssuerRuntime, single_for_record
 from .audit_trail import AuditTrail
+from .failures import describe, recoverable
 from .ocsp import HashAlgorithm
 from .signing import SignerBusy, SignerError
 from .store import CertRecord, PreSigned, Status, Store
@@ -73,9 +74,11 @@ class Presigner:
             while True:
                 try:
                     await self.sweep()
-                except Exception as exc:  # the next sweep tries again
+                except BaseException as exc:  # the next sweep tries again
+                    if not recoverable(exc):
+                        raise
                     metrics.PRESIGN_ERRORS.labels("sweep").inc()
-                    log.error("pre-sign sweep failed: %s", exc)
+                    log.error("pre-sign sweep failed: %s", describe(exc))
                 await trio.sleep(self.settings.sweep_interval)
 
     async def sweep(self) -> int:
@@ -200,8 +203,10 @@ class Presigner:
                                 self._urgent_send.send_nowait((change.issuer, change.serial))
                             except trio.WouldBlock:
                                 metrics.PRESIGN_ERRORS.labels("urgent_queue_full").inc()
-            except Exception as exc:  # keep following; the sweep covers what is missed
-                log.warning("pre-signer lost the change feed (%s); retrying", exc)
+            except BaseException as exc:  # keep following; the sweep covers what is missed
+                if not recoverable(exc):
+                    raise
+                log.warning("pre-signer lost the change feed (%s); retrying", describe(exc))
             await trio.sleep(0.5)
 
     async def _urgent_worker(self) -> None:
@@ -221,9 +226,11 @@ class Presigner:
                     records = await self.store.get_records(name, serials)
                     ordered = sorted(records.values(), key=lambda r: r.status is not Status.REVOKED)
                     await self.sign_and_store(self.issuers[name], ordered, "change")
-                except Exception as exc:  # the sweep will catch up
+                except BaseException as exc:  # the sweep will catch up
+                    if not recoverable(exc):
+                        raise
                     metrics.PRESIGN_ERRORS.labels("change").inc()
-                    log.warning("re-signing changed certificates failed: %s", exc)
+                    log.warning("re-signing changed certificates failed: %s", describe(exc))
 
 
 async def presign_issuer(store: Store, issuer: IssuerRuntime) -> int:

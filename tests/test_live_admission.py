@@ -157,7 +157,7 @@ class BusySigner(SlowSigner):
 def test_loop_lag_from_live_signing_sheds_and_from_other_work_does_not():
     """Real clock: a flood of inline signatures makes the loop late and the excess is
     refused (reason loop_lag); a loop made late by other work (a pre-sign sweep) still
-    signs the live answers asked meanwhile."""
+    signs the live answers asked meanwhile, as it signs a handful of concurrent ones."""
     from responder.answers.sources import LoopLag
 
     issuer = pki.make_intermediate("lag issuer", pki.make_root("lag root"))
@@ -177,7 +177,7 @@ def test_loop_lag_from_live_signing_sheds_and_from_other_work_does_not():
             nursery.start_soon(loop.run)
             await trio.sleep(0.05)
             async with trio.open_nursery() as clients:
-                for i in range(50):  # fifty requests in one pass: 150 ms of signing
+                for i in range(80):  # eighty requests in one pass: 240 ms of signing
                     clients.start_soon(one, i)
             await trio.sleep(0.2)  # calm again
             time.sleep(0.05)  # other work blocks the loop for 50 ms
@@ -191,7 +191,11 @@ def test_loop_lag_from_live_signing_sheds_and_from_other_work_does_not():
     after_other_work = trio.run(main)
     signed = flood.count(ResponseStatus.SUCCESSFUL)
     refused = flood.count(ResponseStatus.TRY_LATER)
-    assert signed + refused == 50 and 1 <= signed <= 10, (signed, refused)
+    # The first LoopLag.FLOOR of a pass are signed whatever the lag; then the pass's
+    # own signing time is over the limit and the rest are refused. The monitor may
+    # tick once in the middle (real clock), which opens the floor once more.
+    assert signed + refused == 80 and signed <= 2 * LoopLag.FLOOR + 2, (signed, refused)
+    assert refused >= 80 - 2 * LoopLag.FLOOR - 2
     assert shed("loop_lag") == before + refused
     assert after_other_work is ResponseStatus.SUCCESSFUL
 
@@ -202,10 +206,13 @@ def test_signing_time_in_one_pass_counts_against_the_limit():
     from responder.answers.sources import LoopLag
 
     loop = LoopLag(limit=0.010)
+    loop.arrivals = LoopLag.FLOOR  # a flood's pass
     assert not loop.overloaded
     for _ in range(4):
         loop.charge(0.003)
     assert loop.overloaded  # 12 ms spent in this pass
+    loop.arrivals = 3
+    assert not loop.overloaded  # three clients: signed whatever it costs
     loop.charge(1.0)  # an awaited (HSM) lookup is not loop time
     assert loop.spent == pytest.approx(0.012)
 
@@ -222,6 +229,7 @@ def test_held_connections_are_released_once_calm_or_at_the_pause():
             await loop.hold(10.0)  # calm: released at the next tick
             calm = trio.current_time() - start
             loop.limit = -1.0  # overloaded for good: held until the (jittered) pause ends
+            loop.FLOOR = 0
             start = trio.current_time()
             await loop.hold(1.0)
             busy = trio.current_time() - start

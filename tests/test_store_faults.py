@@ -43,6 +43,7 @@ class Pusher:
         self.next = first
         self.acked: list[int] = []
         self.slowest = 0.0
+        self.attempts = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -56,6 +57,7 @@ class Pusher:
             except OSError:
                 status = 0
             self.slowest = max(self.slowest, time.monotonic() - started)
+            self.attempts += 1
             if status == 200:
                 self.acked.extend(serials)
             time.sleep(0.01)

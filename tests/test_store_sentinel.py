@@ -3,12 +3,13 @@ valkey-server processes): starts from a sentinel URL (at 3079c4f it did not star
 all) and survives the primary's death."""
 
 import time
+from pathlib import Path
 
 import pytest
 
 from responder.store import ValkeyProcess
 
-from .served import start_served
+from .served import Served, start_served
 from .test_store_faults import Pusher, issued, wait_applied
 from .valkey import sentinel_primary, start_sentinel_group
 
@@ -23,18 +24,24 @@ def revoked(serial: int) -> dict:
     }
 
 
-@pytest.mark.slow
-def test_sentinel_failover(tmp_path, test_pki):
-    nodes, sentinels = start_sentinel_group(tmp_path / "group")
-    primary, replica = nodes
-    url = "redis+sentinel://" + ",".join(f"127.0.0.1:{s.port}" for s in sentinels) + "/revocd"
-    served = start_served(
+def served_on(url: str, tmp_path: Path, test_pki: object) -> Served:
+    """`revocd serve` (one worker, no pre-signer) on an external store whose writes are
+    acknowledged once on a replica too (`store.replicas = 1`)."""
+    return start_served(
         tmp_path / "revocd",
         test_pki,
         workers=1,
         extra=f'[store]\nurl = "{url}"\nreplicas = 1\n',
         args=("--no-presign",),
     )
+
+
+@pytest.mark.slow
+def test_sentinel_failover(tmp_path, test_pki):
+    nodes, sentinels = start_sentinel_group(tmp_path / "group")
+    primary, replica = nodes
+    url = "redis+sentinel://" + ",".join(f"127.0.0.1:{s.port}" for s in sentinels) + "/revocd"
+    served = served_on(url, tmp_path, test_pki)
     try:
         before, uncached = 0x5E0001, 0x5E0002
         assert served.push(issued(before), issued(uncached))[0] == 200

@@ -40,36 +40,8 @@ def command(port: int, *args: str | int, password: str = "") -> bytes:
 
 
 def start_cluster(base: Path, masters: int = 3) -> list[ValkeyProcess]:
-    nodes = []
-    for i in range(masters):
-        d = base / f"node{i}"
-        node = ValkeyProcess(
-            d,
-            extra_config={
-                "cluster-enabled": "yes",
-                "cluster-config-file": str(d / "nodes.conf"),
-                "cluster-node-timeout": "2000",
-                # the default bus port (port + 10000) may be taken or out of range
-                "cluster-port": str(free_port()),
-            },
-        ).start()
-        nodes.append(node)
-    per = SLOTS // masters
-    for i, node in enumerate(nodes):
-        first = i * per
-        last = SLOTS - 1 if i == masters - 1 else first + per - 1
-        assert b"+OK" in command(node.port, "CLUSTER", "ADDSLOTSRANGE", first, last)
-    for node in nodes[1:]:
-        bus = node.extra_config["cluster-port"]
-        assert b"+OK" in command(nodes[0].port, "CLUSTER", "MEET", "127.0.0.1", node.port, bus)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        infos = [command(n.port, "CLUSTER", "INFO") for n in nodes]
-        known = b"cluster_known_nodes:%d" % masters
-        if all(b"cluster_state:ok" in info and known in info for info in infos):
-            return nodes
-        time.sleep(0.1)
-    raise RuntimeError("cluster did not converge")
+    """`masters` masters sharing the slots, no replicas."""
+    return start_replicated_cluster(base, masters, 0)
 
 
 def cluster_url(nodes: list[ValkeyProcess]) -> str:
@@ -153,3 +125,81 @@ def start_sentinel_group(base: Path, service: str = "revocd") -> tuple[list, lis
             return [primary, replica], sentinels
         time.sleep(0.2)
     raise RuntimeError("sentinels did not converge")
+
+
+def cluster_node(directory: Path, port: int = 0, bus: int | None = None) -> ValkeyProcess:
+    """One cluster node (ValkeyProcess's defaults: AOF fsynced on every write, as revocd
+    requires)."""
+    return ValkeyProcess(
+        directory,
+        port,
+        extra_config={
+            "cluster-enabled": "yes",
+            "cluster-config-file": str(directory / "nodes.conf"),
+            "cluster-node-timeout": "2000",
+            # the default bus port (port + 10000) may be taken or out of range
+            "cluster-port": str(bus if bus is not None else free_port()),
+        },
+    ).start()
+
+
+def node_id(port: int) -> str:
+    return command(port, "CLUSTER", "MYID").split(b"\r\n")[1].decode()
+
+
+def cluster_roles(port: int) -> dict[int, tuple[str, str | None]]:
+    """port -> (role, master port for a replica) as one node sees the cluster; nodes it
+    marks failed are left out."""
+    reply = command(port, "CLUSTER", "NODES").decode()
+    lines = [line for line in reply.splitlines() if line and not line.startswith("$")]
+    ids = {}
+    for line in lines:
+        parts = line.split()
+        ids[parts[0]] = int(parts[1].split("@")[0].rsplit(":", 1)[1])
+    out: dict[int, tuple[str, str | None]] = {}
+    for line in lines:
+        parts = line.split()
+        flags = parts[2].split(",")
+        if "fail" in flags or "fail?" in flags:
+            continue
+        role = "master" if "master" in flags else "replica"
+        master = str(ids.get(parts[3])) if role == "replica" else None
+        out[ids[parts[0]]] = (role, master)
+    return out
+
+
+def start_replicated_cluster(
+    base: Path, masters: int = 3, replicas_per_master: int = 2
+) -> list[ValkeyProcess]:
+    """`masters` masters with the slots, each with `replicas_per_master` replicas."""
+    nodes = [cluster_node(base / f"node{i}") for i in range(masters * (1 + replicas_per_master))]
+    primaries = nodes[:masters]
+    per = SLOTS // masters
+    for i, node in enumerate(primaries):
+        first = i * per
+        last = SLOTS - 1 if i == masters - 1 else first + per - 1
+        assert b"+OK" in command(node.port, "CLUSTER", "ADDSLOTSRANGE", first, last)
+    for node in nodes[1:]:
+        bus = node.extra_config["cluster-port"]
+        assert b"+OK" in command(nodes[0].port, "CLUSTER", "MEET", "127.0.0.1", node.port, bus)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if all(
+            b"cluster_known_nodes:%d" % len(nodes) in command(n.port, "CLUSTER", "INFO")
+            for n in nodes
+        ):
+            break
+        time.sleep(0.1)
+    for i, node in enumerate(nodes[masters:]):
+        master = primaries[i % masters]
+        assert b"+OK" in command(node.port, "CLUSTER", "REPLICATE", node_id(master.port))
+    while time.monotonic() < deadline:
+        infos = [command(n.port, "CLUSTER", "INFO") for n in nodes]
+        synced = all(
+            b"master_link_status:up" in command(n.port, "INFO", "replication")
+            for n in nodes[masters:]
+        )
+        if synced and all(b"cluster_state:ok" in info for info in infos):
+            return nodes
+        time.sleep(0.1)
+    raise RuntimeError("replicated cluster did not converge")

@@ -19,7 +19,8 @@ from typing import Protocol
 import trio
 
 from .. import metrics
-from ..config import IssuerConfig
+from ..config import IssuerConfig, LimitsConfig
+from ..failures import describe, recoverable
 from ..http.protocol import http_date
 from ..ocsp import (
     CertID,
@@ -38,6 +39,7 @@ from .timing import Schedule
 log = logging.getLogger("revocd.answers")
 _FROM_CACHE = metrics.ANSWER_SOURCE.labels("cache")
 _FROM_LIVE = metrics.ANSWER_SOURCE.labels("live")
+_LIMITS = LimitsConfig()  # the defaults of server.limits
 RECORD_TTL = 60.0
 INVALIDATION_MEMORY = 100_000
 
@@ -447,6 +449,10 @@ class LoopLag:
     RELEASE = 16
     # Live signing may take this share of the loop before lag counts as its fault.
     LIVE_SHARE = 0.25
+    # Fewer live requests than this per pass are always signed: they can delay the
+    # others by at most FLOOR signatures (a few ms), and refusing a handful of clients
+    # (16 OCSP checkers during a mass revocation) would not make anything faster.
+    FLOOR = 32
 
     def __init__(self, limit: float = float("inf")) -> None:
         self.limit = limit
@@ -458,15 +464,23 @@ class LoopLag:
         self.spent = 0.0
         # Share of the loop's time spent signing live, averaged over a few ticks.
         self.share = 0.0
+        # Live requests since the last tick, and the recent peak (halved each tick).
+        self.arrivals = 0
+        self.recent = 0.0
 
     @property
     def overloaded(self) -> bool:
         """Late, and live signing is what makes it late. A loop slowed by other work (a
         pre-sign sweep re-signing after a mass revocation, a CRL build) still signs the
         few live answers asked meanwhile: refusing them would not make it faster."""
+        if max(self.arrivals, self.recent) < self.FLOOR:
+            return False  # too few live requests to make anyone wait long: sign them
         if self.lag + self.spent <= self.limit:
             return False
         return self.share > self.LIVE_SHARE or self.spent > self.limit
+
+    def arrive(self) -> None:
+        self.arrivals += 1
 
     def charge(self, seconds: float) -> None:
         if seconds < self.INLINE:
@@ -493,6 +507,8 @@ class LoopLag:
             self.lag = max(late, self.lag * 0.5)
             self.share = 0.8 * self.share + 0.2 * min(1.0, self.spent / elapsed)
             self.spent = 0.0
+            self.recent = max(float(self.arrivals), self.recent * 0.5)
+            self.arrivals = 0
             if not self.overloaded and self._held:
                 self._held.unpark(count=self.RELEASE)
             metrics.LOOP_LAG.observe(late)
@@ -509,8 +525,8 @@ class LiveSigner:
         cache: AnswerCache,
         batcher: MissBatcher,
         write_back: int = 256,
-        max_pending: int = 256,
-        deadline: float = 0.5,
+        max_pending: int = _LIMITS.live_sign_max_pending,
+        deadline: float = _LIMITS.live_sign_deadline_ms / 1000,
         loop: "LoopLag | None" = None,
     ) -> None:
         self.store = store
@@ -533,6 +549,7 @@ class LiveSigner:
     async def lookup(self, query: Query) -> Answer:
         issuer = query.issuer
         assert issuer is not None
+        self.loop.arrive()
         if self.pending >= self.max_pending:
             metrics.LIVE_SHED.labels(issuer.name, "full").inc()
             return Answer.error(ResponseStatus.TRY_LATER)
@@ -706,9 +723,9 @@ def build_chain(
     store: Store,
     batcher: MissBatcher,
     nursery: trio.Nursery,
-    live_max_pending: int = 256,
-    live_deadline: float = 0.5,
-    loop: LoopLag | None = None,
+    live_max_pending: int,
+    live_deadline: float,
+    loop: LoopLag,
 ) -> AnswerSource:
     """The one place the sources are composed."""
     live = LiveSigner(
@@ -735,8 +752,10 @@ async def follow_changes(store: Store, cache: AnswerCache) -> None:
                     cache.invalidate(change.issuer, change.serial)
                     if change.at_ms:
                         metrics.PROPAGATION.observe(max(0.0, time.time() - change.at_ms / 1000))
-        except Exception as exc:
+        except BaseException as exc:
+            if not recoverable(exc):
+                raise
             metrics.STORE_ERRORS.labels("subscribe").inc()
-            log.warning("change subscription lost (%s); retrying", exc)
+            log.warning("change subscription lost (%s); retrying", describe(exc))
             cache.clear()
         await trio.sleep(0.5)

@@ -8,6 +8,7 @@ import trio
 
 from .. import metrics
 from ..config import Config
+from ..failures import describe, recoverable
 from .embedded import EmbeddedStore
 from .store import Store
 
@@ -40,5 +41,7 @@ async def _supervise(embedded: EmbeddedStore) -> None:
         try:
             if await trio.to_thread.run_sync(embedded.ensure_running):
                 metrics.STORE_RESTARTS.inc()
-        except Exception as exc:  # keep trying: the next tick may succeed
-            log.error("could not restart the embedded store: %s", exc)
+        except BaseException as exc:  # keep trying: the next tick may succeed
+            if not recoverable(exc):
+                raise
+            log.error("could not restart the embedded store: %s", describe(exc))
