@@ -27,6 +27,9 @@ class StoreConfig:
     replicas: int = 0
     durability_timeout_ms: int = 2000
     feed_maxlen: int = 100_000
+    # Several revocd processes on one store split the pre-signing by partition leases;
+    # a dead process's share is taken over within this many seconds.
+    lease_seconds: int = 30
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,12 @@ def parse_config(raw: dict[str, Any], base: Path, source: Path | None = None) ->
             "store.feed_maxlen",
             100,
             10_000_000,
+        ),
+        lease_seconds=_positive(
+            _take(store_raw, "lease_seconds", "store.", int, StoreConfig.lease_seconds),
+            "store.lease_seconds",
+            2,
+            3600,
         ),
     )
     _no_leftovers(store_raw, "store.")

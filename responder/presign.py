@@ -28,6 +28,7 @@ from .failures import describe, recoverable
 from .ocsp import HashAlgorithm
 from .signing import SignerBusy, SignerError
 from .store import CertRecord, PreSigned, Status, Store
+from .store.leases import Leases
 
 log = logging.getLogger("revocd.presign")
 
@@ -58,28 +59,66 @@ class Presigner:
         issuers: Sequence[IssuerRuntime],
         settings: PresignSettings | None = None,
         audit: AuditTrail | None = None,
+        leases: Leases | None = None,
     ) -> None:
         self.audit = audit
+        # With leases, this process signs only the partitions it holds a lease for, so
+        # several revocd processes on one store sign each answer once between them.
+        self.leases = leases
         self.store = store
         self.issuers = {i.name: i for i in issuers}
         self.settings = settings or PresignSettings()
         self._urgent_send, self._urgent = trio.open_memory_channel[tuple[str, int]](100_000)
         self.oldest_this_update: int | None = None
+        self._taken_over = trio.Event()
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow_changes)
             nursery.start_soon(self._urgent_worker)
+            if self.leases is not None:
+                nursery.start_soon(self._keep_leases)
             task_status.started()
-            while True:
-                try:
-                    await self.sweep()
-                except BaseException as exc:  # the next sweep tries again
-                    if not recoverable(exc):
-                        raise
-                    metrics.PRESIGN_ERRORS.labels("sweep").inc()
-                    log.error("pre-sign sweep failed: %s", describe(exc))
-                await trio.sleep(self.settings.sweep_interval)
+            try:
+                await self._sweep_forever()
+            finally:
+                if self.leases is not None:
+                    with trio.CancelScope(shield=True), trio.move_on_after(2):
+                        await self.leases.release_all()
+
+    async def _mine(self, issuer: str, partition: int) -> bool:
+        return self.leases is None or await self.leases.hold(f"presign:{issuer}:{partition}")
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except BaseException as exc:  # the next sweep tries again
+                if not recoverable(exc):
+                    raise
+                metrics.PRESIGN_ERRORS.labels("sweep").inc()
+                log.error("pre-sign sweep failed: %s", describe(exc))
+            # Sleep until the next sweep, or until the lease keeper took over partitions
+            # whose holder died: those are swept at once.
+            with trio.move_on_after(self.settings.sweep_interval):
+                await self._taken_over.wait()
+            self._taken_over = trio.Event()
+
+    async def _keep_leases(self) -> None:
+        """Extend our partition leases, and take the free ones (their holder died or
+        stopped), a few times per lease period; one small script call per partition."""
+        assert self.leases is not None
+        held: set[tuple[str, int]] = set()
+        while True:
+            for name in self.issuers:
+                for p in range(self.store.partitions(name)):
+                    mine = await self._mine(name, p)
+                    if mine and (name, p) not in held:
+                        held.add((name, p))
+                        self._taken_over.set()
+                    elif not mine:
+                        held.discard((name, p))
+            await trio.sleep(self.leases.ttl / 4)
 
     async def sweep(self) -> int:
         """One pass over every certificate; returns how many answers were stored."""
@@ -95,6 +134,8 @@ class Presigner:
             soonest_due: int | None = None
             due_total = stored_issuer = 0
             for p in range(self.store.partitions(issuer.name)):
+                if not await self._mine(issuer.name, p):
+                    continue  # another revocd process holds this partition's lease
                 async for chunk in self.store.records_with_answers(issuer.name, p):
                     for record, answer in chunk:
                         if record.not_after is not None and record.not_after < now:
@@ -223,6 +264,8 @@ class Presigner:
                 by_issuer.setdefault(name, []).append(s)
             for name, serials in by_issuer.items():
                 try:
+                    partitions = self.store.partitions(name)
+                    serials = [s for s in serials if await self._mine(name, s % partitions)]
                     records = await self.store.get_records(name, serials)
                     ordered = sorted(records.values(), key=lambda r: r.status is not Status.REVOKED)
                     await self.sign_and_store(self.issuers[name], ordered, "change")

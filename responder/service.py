@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from crlgen.generator import CrlGenerator
 from .store import Store
 from .store.connect import open_configured_store
+from .store.leases import Leases
 
 log = logging.getLogger("revocd.service")
 
@@ -405,6 +406,7 @@ async def run_service(
                             config.presign.concurrency,
                         ),
                         audit=trail,
+                        leases=Leases(store, config.store.lease_seconds),
                     )
                     nursery.start_soon(presigner.run)
                 binds = await nursery.start(hypercorn_serve, control, hconf)
@@ -476,7 +478,13 @@ def presign_forever(
             )
             trail = AuditTrail.from_config(config)
             await trail.started("presign", config_summary(config))
-            presigner = Presigner(store, issuers, settings, audit=trail)
+            presigner = Presigner(
+                store,
+                issuers,
+                settings,
+                audit=trail,
+                leases=Leases(store, config.store.lease_seconds),
+            )
             if once:
                 await presigner.sweep()
             else:

@@ -102,14 +102,15 @@ def test_revocation_burst_is_an_anomaly_once(served):
 
 def test_unwritable_audit_log_refuses_events_until_it_recovers(served):
     path = served.dir / "state" / "audit.log"
+    first, second = event("issued", 0xC0FFEE), event("issued", 0xC0FFEF)
     saved = path.with_name("audit.saved")
     path.rename(saved)
     path.mkdir()  # a directory where the log should be: every append fails
     try:
-        status, body = served.push(event("issued", 0xC0FFEE))
+        status, body = served.push(first)
         assert status == 503 and body["error"].startswith("audit:")
         # Now nothing is applied at all until the log can be written.
-        status, body = served.push(event("issued", 0xC0FFEF))
+        status, body = served.push(second)
         assert status == 503
         status, _, _ = served.control("GET", "/v1/issuers/alpha/certificates/c0ffef")
         assert status == 404
@@ -119,7 +120,9 @@ def test_unwritable_audit_log_refuses_events_until_it_recovers(served):
         shutil.rmtree(path)
         saved.rename(path)
     # The CA retries: the first event was stored (durably) but is audited only now.
-    status, body = served.push(event("issued", 0xC0FFEE), event("issued", 0xC0FFEF))
+    # The same events again: an `issued` with another notAfter would be a conflict, and
+    # rebuilt events differ once the retry falls in the next second.
+    status, body = served.push(first, second)
     assert status == 200 and body["counts"] == {
         "applied": 1,
         "unchanged": 1,

@@ -137,6 +137,8 @@ def cluster_node(directory: Path, port: int = 0, bus: int | None = None) -> Valk
             "cluster-enabled": "yes",
             "cluster-config-file": str(directory / "nodes.conf"),
             "cluster-node-timeout": "2000",
+            # Replicas stay with their master, so the tests know the topology they kill in.
+            "cluster-allow-replica-migration": "no",
             # the default bus port (port + 10000) may be taken or out of range
             "cluster-port": str(bus if bus is not None else free_port()),
         },

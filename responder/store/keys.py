@@ -10,6 +10,11 @@ ISSUERS = "rv:issuers"
 CHANGES_CHANNEL = "rv:changes"
 
 
+def lease(name: str) -> str:
+    """One lease (responder/store/leases.py): a single key, so no hash tag is needed."""
+    return f"rv:lease:{name}"
+
+
 def partition_of(serial: int, partitions: int) -> int:
     return serial % partitions
 

@@ -27,7 +27,7 @@ from coredis.typing import Node
 from ..config import ConfigError, IssuerConfig, StoreConfig
 from . import keys
 from .records import CertRecord, Status
-from .scripts import APPLY_EVENTS, LOOKUP, PUT_ANSWER, PUT_ANSWERS
+from .scripts import APPLY_EVENTS, DROP_LEASE, LOOKUP, PUT_ANSWER, PUT_ANSWERS, TAKE_LEASE
 
 log = logging.getLogger("revocd.store")
 
@@ -185,6 +185,8 @@ class Store:
         self._put_answer = client.register_script(PUT_ANSWER)
         self._put_answers = client.register_script(PUT_ANSWERS)
         self._lookup = client.register_script(LOOKUP)
+        self._take_lease = client.register_script(TAKE_LEASE)
+        self._drop_lease = client.register_script(DROP_LEASE)
         self._partitions: dict[str, int] = {}
         self._wait_local = 1
 
@@ -447,6 +449,22 @@ class Store:
         p = keys.partition_of(serial, self.partitions(issuer))
         blob = await self.client.hget(keys.answers(issuer, p), keys.serial_field(serial))
         return None if blob is None else _presigned(blob)
+
+    # -- leases ------------------------------------------------------------------------
+
+    async def take_lease(self, name: str, owner: str, ttl_ms: int) -> bool:
+        """Hold lease `name` for `ttl_ms` from now (taken, or extended if ours)."""
+        try:
+            held = await self._take_lease(keys=[keys.lease(name)], args=[owner, ttl_ms])
+        except (coredis.exceptions.RedisError, OSError) as exc:
+            raise StoreError(f"store error taking lease {name}: {exc}") from exc
+        return bool(held)
+
+    async def drop_lease(self, name: str, owner: str) -> None:
+        try:
+            await self._drop_lease(keys=[keys.lease(name)], args=[owner])
+        except (coredis.exceptions.RedisError, OSError) as exc:
+            raise StoreError(f"store error dropping lease {name}: {exc}") from exc
 
     # -- change feed -------------------------------------------------------------------
 
