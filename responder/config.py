@@ -12,7 +12,10 @@ from typing import Any
 
 from cryptography import x509
 
+from .http.protocol import Limits as HttpLimits
 from .policy import Policy
+
+_HTTP = HttpLimits()
 
 ISSUER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -91,14 +94,15 @@ class IssuerConfig:
 class LimitsConfig:
     """[server.limits]: what one data plane worker allows (docs/dataplane.md, "Limits")."""
 
-    max_header_bytes: int = 8 * 1024
-    max_body_bytes: int = 10 * 1024
-    header_timeout: float = 10.0
-    body_timeout: float = 10.0
-    send_timeout: float = 10.0
-    idle_timeout: float = 30.0
-    max_connections: int = 16_384
-    max_pipelined: int = 64
+    # The HTTP limits' defaults, and why each is what it is, are in http/protocol.py.
+    max_header_bytes: int = _HTTP.max_header_bytes
+    max_body_bytes: int = _HTTP.max_body_bytes
+    header_timeout: float = _HTTP.header_timeout
+    body_timeout: float = _HTTP.body_timeout
+    send_timeout: float = _HTTP.send_timeout
+    idle_timeout: float = _HTTP.idle_timeout
+    max_connections: int = _HTTP.max_connections
+    max_pipelined: int = _HTTP.max_pipelined
     # Live signing admission: answers being signed now, and how long one may take
     # before the client gets tryLater instead (under the second a client waits, with
     # room for a store fetch during a mass revocation's re-signing).
