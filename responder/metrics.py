@@ -54,7 +54,7 @@ HTTP_LIMITS = Counter(
     "revocd_http_limit_hits_total",
     "Data plane limits hit: header_bytes, body_bytes, header_timeout, body_timeout, "
     "send_timeout, idle, max_connections, shed, pipelined, malformed_http, method, upgrade, "
-    "expectation, http_version",
+    "expectation, http_version, accept_capacity",
     ["limit"],
 )
 HTTP_INTERNAL_ERRORS = Counter(
