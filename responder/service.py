@@ -39,7 +39,8 @@ from .config import Config, ConfigError, HsmConfig, IssuerConfig, load_config
 from .control.app import ControlApp
 from .dataplane.app import DataPlane
 from .dataplane.workers import WorkerPool
-from .http import HttpServer, Limits
+from .http.protocol import Limits
+from .http.server import HttpServer
 from .ingest import Ingestor
 from .logs import WORKER_ENV, setup_logging
 from .ops_summary import log_summaries
@@ -218,7 +219,9 @@ def crl_generator(
             issuers.append(issuer_crls(issuer, crl_signer(issuer), crl_dir))
         except ValueError as exc:
             raise ConfigError(f"issuers.{issuer.name}.crl: {exc}") from exc
-    return CrlGenerator(store, issuers, audit) if issuers else None
+    if not issuers:
+        return None
+    return CrlGenerator(store, issuers, audit, Leases(store, config.store.lease_seconds))
 
 
 def crl_schedule(config: Config) -> dict[str, int]:

@@ -1,5 +1,8 @@
 """Bad configuration stops start-up with a message that names the key."""
 
+import subprocess
+import sys
+
 import pytest
 import trio
 
@@ -115,3 +118,15 @@ def test_every_config_key_is_documented():
         k for k in keys if not any(form in doc for form in (f"`{k}`", f"[{k}]", f".{k}]", f"[{k}."))
     )
     assert not missing, f"docs/config.md does not describe {missing}"
+
+
+def test_config_and_the_http_protocol_load_no_metrics_library():
+    """`revocd serve` reads its config before it switches prometheus_client to
+    multiprocess mode, which must happen before that library loads; importing the
+    config (and the pure HTTP protocol it takes its defaults from) must not load it."""
+    code = (
+        "import sys, responder.config, responder.http.protocol; "
+        "assert 'prometheus_client' not in sys.modules, 'prometheus_client was loaded'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
