@@ -35,7 +35,8 @@ from responder.config import IssuerConfig
 from responder.failures import describe, recoverable
 from responder.policy import DEFAULT_CRL_RETENTION
 from responder.signing import Signer
-from responder.store import CertRecord, Change, Status, Store
+from responder.store import CertRecord, Change, Status, Store, StoreError
+from responder.store.leases import Leases
 
 from .builder import CrlIssuer, Shard, build_crl
 from .publish import Checks, DirectoryOrigin, PublishRefused, S3Origin, crl_number
@@ -72,6 +73,10 @@ class IssuerCrls:
     published_at: dict[int, int] = field(default_factory=dict)
     wake: trio.Event = field(default_factory=trio.Event)
     audit: AuditTrail | None = None
+    # Set by CrlGenerator when several processes may share the store: whether this one
+    # holds the issuer's lease, and the store-wide CRL number fence (see publish).
+    leases: Leases | None = None
+    store: Store | None = None
 
     def __post_init__(self) -> None:
         assert self.config.cert is not None and self.config.crl is not None
@@ -88,6 +93,10 @@ class IssuerCrls:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def lease_name(self) -> str:
+        return f"crl:{self.name}"
 
     def url(self, shard: int) -> str:
         return shard_url(self.crl.url, shard)
@@ -148,6 +157,8 @@ class IssuerCrls:
                 self.dropped.add(serial)
 
     async def publish(self, shard: int) -> bool:
+        if self.leases is not None and not await self.leases.hold(self.lease_name):
+            return False  # another process publishes this issuer; the shard stays dirty
         self.prune(shard)
         url = self.url(shard)
         name = file_name(url)
@@ -165,6 +176,15 @@ class IssuerCrls:
                 previous_number = None
         idp = url if self.count > 1 else None
         number = crl_number(now, previous_number)
+        if self.store is not None:
+            # Above anything any process published for this shard (another process's
+            # origin is not ours to read; its numbers are in the store).
+            try:
+                number = await self.store.fence_crl_number(self.name, shard, number)
+            except StoreError as exc:
+                log.error("CRL %s for %s not published: %s", name, self.name, exc)
+                metrics.CRL_PUBLISH.labels(self.name, "store_error").inc()
+                return False
         der = await build_crl(
             self.issuer,
             self.shards[shard],
@@ -228,12 +248,19 @@ class CrlGenerator:
     """Owned by `revocd serve` (or `revocd crl run`); runs in the caller's nursery."""
 
     def __init__(
-        self, store: Store, issuers: list[IssuerCrls], audit: AuditTrail | None = None
+        self,
+        store: Store,
+        issuers: list[IssuerCrls],
+        audit: AuditTrail | None = None,
+        leases: Leases | None = None,
     ) -> None:
         self.store = store
         self.issuers = {i.name: i for i in issuers}
+        self.leases = leases
         for issuer in issuers:
             issuer.audit = audit
+            if leases is not None:
+                issuer.leases, issuer.store = leases, store
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await self.publish_all(reload=True)
@@ -243,7 +270,39 @@ class CrlGenerator:
                 issuer.publish_index()
                 nursery.start_soon(self._debounced, issuer)
                 nursery.start_soon(self._periodic, issuer)
+            if self.leases is not None:
+                nursery.start_soon(self._keep_leases, self.leases)
             task_status.started()
+
+    async def _keep_leases(self, leases: Leases) -> None:
+        """Extend the issuers' leases and take free ones a few times per lease period. An
+        issuer taken over (its publisher died) is reloaded from the store and all its
+        shards published at once: this process's own copy may be behind."""
+        # Issuers published at start are not taken over: they are already ours.
+        held = {i.name for i in self.issuers.values() if leases.trusted(i.lease_name)}
+        try:
+            while True:
+                for issuer in self.issuers.values():
+                    mine = await leases.hold(issuer.lease_name)
+                    if mine and issuer.name not in held:
+                        held.add(issuer.name)
+                        try:
+                            await issuer.load(self.store)
+                            for shard in range(issuer.count):
+                                await issuer.publish(shard)
+                        except BaseException as exc:
+                            if not recoverable(exc):
+                                raise
+                            held.discard(issuer.name)  # try again next round
+                            log.warning(
+                                "taking over the CRLs of %s: %s", issuer.name, describe(exc)
+                            )
+                    elif not mine:
+                        held.discard(issuer.name)
+                await trio.sleep(leases.ttl / 4)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                await leases.release_all()
 
     async def publish_all(self, reload: bool = False) -> None:
         for issuer in self.issuers.values():

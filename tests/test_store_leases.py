@@ -1,16 +1,22 @@
-"""Two revocd processes on one store split the pre-signing by partition leases: each
-answer is signed once, and a killed process's partitions are taken over within a lease
-period (at 3079c4f each process signed every answer)."""
+"""Two revocd processes on one store split the background work by leases: each answer
+is pre-signed once, one CRL generator publishes an issuer at a time with CRL numbers
+that grow across both, and a killed process's work is taken over within a lease period
+(at 3079c4f each process signed every answer and published every CRL)."""
 
+import contextlib
 import re
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from responder.store import ValkeyProcess
 
 from .served import Served, start_served
 from .test_store_faults import issued
+from .test_store_sentinel import revoked
 
 LEASE = 3  # store.lease_seconds in these tests
 
@@ -50,12 +56,27 @@ def wait_total(processes: list[Served], at_least: int, timeout: float) -> int:
         time.sleep(0.2)
 
 
+@contextlib.contextmanager
+def two_on_one_store(
+    start: Callable[[str, Path, object], Served], tmp_path: Path, test_pki: object
+) -> Iterator[tuple[Served, Served]]:
+    """Two revocd processes on one valkey-server; stopped (those still running) after."""
+    store = ValkeyProcess(tmp_path / "valkey").start()
+    started: list[Served] = []
+    try:
+        started.append(start(store.url, tmp_path / "a", test_pki))
+        started.append(start(store.url, tmp_path / "b", test_pki))
+        yield started[0], started[1]
+    finally:
+        for served in started:
+            if served.proc.process.poll() is None:
+                assert served.proc.stop() == 0, served.proc.output
+        store.stop()
+
+
 @pytest.mark.slow
 def test_two_processes_sign_each_answer_once_and_take_over(tmp_path, test_pki):
-    store = ValkeyProcess(tmp_path / "valkey").start()
-    first = start_on(store.url, tmp_path / "a", test_pki)
-    second = start_on(store.url, tmp_path / "b", test_pki)
-    try:
+    with two_on_one_store(start_on, tmp_path, test_pki) as (first, second):
         batch = [0xD00000 + i for i in range(200)]
         assert first.push(*(issued(s) for s in batch))[0] == 200
         assert wait_total([first, second], 200, timeout=30) >= 200
@@ -77,8 +98,60 @@ def test_two_processes_sign_each_answer_once_and_take_over(tmp_path, test_pki):
         assert took <= LEASE + LEASE / 4 + 3, took
         for serial in more:
             assert other.ocsp_post("alpha", serial)[0] == "good"
-    finally:
-        for served in (first, second):
-            if served.proc.process.poll() is None:
-                assert served.proc.stop() == 0, served.proc.output
-        store.stop()
+
+
+def crl_at(served: Served) -> bytes | None:
+    path = served.dir / "state" / "crl" / "alpha.crl"
+    return path.read_bytes() if path.exists() else None
+
+
+def crl_number(der: bytes) -> int:
+    crl = x509.load_der_x509_crl(der)
+    return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+
+
+def listed(der: bytes | None, serial: int) -> bool:
+    return der is not None and (
+        x509.load_der_x509_crl(der).get_revoked_certificate_by_serial_number(serial) is not None
+    )
+
+
+def start_crl_on(url: str, d, test_pki) -> Served:
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "alpha.key").write_bytes(test_pki.issuer.key_pem)
+    return start_served(
+        d,
+        test_pki,
+        workers=1,
+        alpha_extra='\n[issuers.alpha.crl]\nkey = "alpha.key"\n'
+        'url = "http://crl.revocd.test/alpha.crl"\ndebounce_seconds = 0.3\n',
+        extra=f'[store]\nurl = "{url}"\nlease_seconds = {LEASE}\n',
+        args=("--no-presign",),
+    )
+
+
+@pytest.mark.slow
+def test_two_crl_generators_publish_in_turn_with_growing_numbers(tmp_path, test_pki):
+    with two_on_one_store(start_crl_on, tmp_path, test_pki) as (first, second):
+        time.sleep(2 * LEASE)
+        publishers = [s for s in (first, second) if crl_at(s) is not None]
+        assert len(publishers) == 1, "exactly one generator publishes the issuer"
+        holder = publishers[0]
+        other = second if holder is first else first
+        x, y = 0xE00001, 0xE00002
+        assert holder.push(issued(x), issued(y))[0] == 200
+        assert holder.push(revoked(x))[0] == 200
+        deadline = time.monotonic() + 10
+        while not listed(crl_at(holder), x):
+            assert time.monotonic() < deadline, "the holder did not publish the revocation"
+            time.sleep(0.1)
+        last = crl_number(crl_at(holder))
+        assert crl_at(other) is None
+        holder.proc.process.kill()
+        holder.proc.process.wait()
+        killed = time.monotonic()
+        assert other.push(revoked(y))[0] == 200
+        while not (listed(crl_at(other), x) and listed(crl_at(other), y)):
+            assert time.monotonic() - killed < LEASE + LEASE / 4 + 5, "no takeover"
+            time.sleep(0.1)
+        assert crl_number(crl_at(other)) > last  # strictly increasing across both

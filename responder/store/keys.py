@@ -10,6 +10,11 @@ ISSUERS = "rv:issuers"
 CHANGES_CHANNEL = "rv:changes"
 
 
+def crl_number(issuer: str, shard: int) -> str:
+    """The highest CRL number published for one shard, by any revocd process."""
+    return f"rv:crlnum:{issuer}:{shard}"
+
+
 def lease(name: str) -> str:
     """One lease (responder/store/leases.py): a single key, so no hash tag is needed."""
     return f"rv:lease:{name}"

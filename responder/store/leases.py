@@ -53,7 +53,7 @@ class Leases:
         """Whether this process holds lease `name` now (taking or extending it as
         needed). A store failure means no: work is skipped rather than done twice."""
         now = self.clock()
-        if self._trusted_until.get(name, -1.0) > now:
+        if self.trusted(name):
             return True
         try:
             held = await self.store.take_lease(name, self.owner, int(self.ttl * 1000))
@@ -67,6 +67,10 @@ class Leases:
         elif self._trusted_until.pop(name, None) is not None:
             log.warning("lease %s lost to another process", name)
         return held
+
+    def trusted(self, name: str) -> bool:
+        """Held and trusted now, without asking the store."""
+        return self._trusted_until.get(name, -1.0) > self.clock()
 
     async def release_all(self) -> None:
         """Give back every lease held, so another process takes over at once."""

@@ -27,7 +27,15 @@ from coredis.typing import Node
 from ..config import ConfigError, IssuerConfig, StoreConfig
 from . import keys
 from .records import CertRecord, Status
-from .scripts import APPLY_EVENTS, DROP_LEASE, LOOKUP, PUT_ANSWER, PUT_ANSWERS, TAKE_LEASE
+from .scripts import (
+    APPLY_EVENTS,
+    DROP_LEASE,
+    FENCE_CRL_NUMBER,
+    LOOKUP,
+    PUT_ANSWER,
+    PUT_ANSWERS,
+    TAKE_LEASE,
+)
 
 log = logging.getLogger("revocd.store")
 
@@ -187,6 +195,7 @@ class Store:
         self._lookup = client.register_script(LOOKUP)
         self._take_lease = client.register_script(TAKE_LEASE)
         self._drop_lease = client.register_script(DROP_LEASE)
+        self._fence_crl = client.register_script(FENCE_CRL_NUMBER)
         self._partitions: dict[str, int] = {}
         self._wait_local = 1
 
@@ -465,6 +474,20 @@ class Store:
             await self._drop_lease(keys=[keys.lease(name)], args=[owner])
         except (coredis.exceptions.RedisError, OSError) as exc:
             raise StoreError(f"store error dropping lease {name}: {exc}") from exc
+
+    async def fence_crl_number(self, issuer: str, shard: int, number: int) -> int:
+        """The CRL number to publish: `number`, or just above the highest any process
+        recorded for this shard, recorded before it is used. So numbers grow across
+        processes and after a takeover, whatever each process's origin or clock says."""
+        for _ in range(8):
+            try:
+                got = await self._fence_crl(keys=[keys.crl_number(issuer, shard)], args=[number])
+            except (coredis.exceptions.RedisError, OSError) as exc:
+                raise StoreError(f"store error recording a CRL number: {exc}") from exc
+            if _s(got) == "ok":
+                return number
+            number = int(_s(got)) + 1
+        raise StoreError("CRL number: could not record one above the others (contention)")
 
     # -- change feed -------------------------------------------------------------------
 
