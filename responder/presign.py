@@ -28,6 +28,7 @@ from .failures import describe, recoverable
 from .ocsp import HashAlgorithm
 from .signing import SignerBusy, SignerError
 from .store import CertRecord, PreSigned, Status, Store
+from .store.keys import partition_of
 from .store.leases import Leases
 
 log = logging.getLogger("revocd.presign")
@@ -265,7 +266,9 @@ class Presigner:
             for name, serials in by_issuer.items():
                 try:
                     partitions = self.store.partitions(name)
-                    serials = [s for s in serials if await self._mine(name, s % partitions)]
+                    serials = [
+                        s for s in serials if await self._mine(name, partition_of(s, partitions))
+                    ]
                     records = await self.store.get_records(name, serials)
                     ordered = sorted(records.values(), key=lambda r: r.status is not Status.REVOKED)
                     await self.sign_and_store(self.issuers[name], ordered, "change")
