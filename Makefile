@@ -58,6 +58,7 @@ bench: venv ext sysdeps
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) loadtests/bench_core.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_store.py --write docs/benchmarks.md
+	$(PY) loadtests/bench_presign.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_http.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_overload.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_hsm.py --write docs/benchmarks.md

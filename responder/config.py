@@ -283,7 +283,7 @@ def parse_config(raw: dict[str, Any], base: Path, source: Path | None = None) ->
                 f"{where}policy: must be one of {choices}, got {policy_name!r}"
             ) from exc
         partitions = _positive(
-            _take(table, "partitions", where, int, 64), f"{where}partitions", 1, 4096
+            _take(table, "partitions", where, int, 64), f"{where}partitions", 1, 16384
         )
         crl_shards = _positive(
             _take(table, "crl_shards", where, int, 1), f"{where}crl_shards", 1, 4096

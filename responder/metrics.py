@@ -132,7 +132,20 @@ PRESIGN_BACKLOG = Gauge(
 )
 PRESIGN_OLDEST_AGE = Gauge(
     "revocd_presign_oldest_answer_age_seconds",
-    "Age (now - thisUpdate) of the oldest stored answer that is not yet due, at the last sweep",
+    "Age (now - thisUpdate) of the oldest of the answers due next, at the last sweep",
+    multiprocess_mode="livemax",
+)
+LEASES_HELD = Gauge(
+    "revocd_leases_held",
+    "Leases this process holds, by the work they split between revocd processes",
+    ["work"],
+    multiprocess_mode="livesum",
+)
+PARTITION_RECORDS_MAX = Gauge(
+    "revocd_store_partition_records_max",
+    "Records in the largest partition this process pre-signs, at the last sweep; "
+    "above 1,000,000 the partition's keys are large enough to stall the store",
+    ["issuer"],
     multiprocess_mode="livemax",
 )
 PRESIGN_ERRORS = Counter("revocd_presign_errors_total", "Pre-signer failures", ["stage"])
@@ -173,8 +186,8 @@ AUDIT_ANOMALIES = Counter(
 )
 ANSWER_SOONEST_EXPIRY = Gauge(
     "revocd_answer_soonest_expiry_seconds",
-    "Seconds from the last pre-sign sweep to the earliest nextUpdate among the stored "
-    "answers it left in place; alert when this falls under a few hours",
+    "Seconds from the last pre-sign sweep to the earliest nextUpdate among the answers "
+    "due next (those the sweep could not replace first); alert under a few hours",
     ["issuer"],
     multiprocess_mode="livemin",
 )

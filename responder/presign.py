@@ -1,11 +1,15 @@
 """The pre-signer: a fresh signed answer in the store for every issued certificate.
 
-A sweep walks every partition of every issuer and signs what is due: answers that are
+A sweep visits every partition of every issuer and signs what is due: answers that are
 missing (new certificates, or deleted because the status changed) and answers past
 their re-sign time (BR 4.9.10: half-life under 16 h of validity, otherwise at least
 8 h before nextUpdate and at most 4 days after thisUpdate). Each certificate's re-sign
 time is pulled earlier by a jitter derived from its serial (up to a tenth of the
 validity), so certificates issued in a burst are not all re-signed in the same burst.
+
+What is due comes from each partition's due index (a sorted set of serials by re-sign
+time, kept by the store's scripts), so a sweep reads only what it signs: with nothing
+due it costs one range query per partition, however many certificates there are.
 
 Status changes come first: the pre-signer follows the store's change notifications and
 re-signs a changed certificate (a revocation) before anything in the sweep. Writes go
@@ -13,7 +17,6 @@ back under the record version, so an answer signed from a status that changed
 meanwhile is discarded rather than stored.
 """
 
-import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -23,6 +26,7 @@ import trio
 
 from . import metrics
 from .answers.sources import IssuerRuntime, single_for_record
+from .answers.timing import due_at
 from .audit_trail import AuditTrail
 from .failures import describe, recoverable
 from .ocsp import HashAlgorithm
@@ -33,7 +37,12 @@ from .store.leases import Leases
 
 log = logging.getLogger("revocd.presign")
 
-JITTER_FRACTION = 10  # up to validity / 10 earlier
+# A partition above this many records is reported (log line and metric): its keys are
+# large enough to stall the server when moved or deleted; docs/store.md, "Sizing".
+PARTITION_WARN = 1_000_000
+# Answers due next that a sweep reads back to report how old and how close to expiry
+# the stored answers are (due order follows nextUpdate to within the jitter).
+PEEK = 8
 
 
 @dataclass(frozen=True)
@@ -43,12 +52,12 @@ class PresignSettings:
     concurrency: int = 4
 
 
-def due_at(issuer: IssuerRuntime, serial: int, answer: PreSigned) -> int:
-    """When this answer must be replaced: its re-sign time, minus the serial's jitter."""
-    refresh = issuer.schedule.refresh_at(answer.this_update, answer.next_update)
-    window = max(1, (answer.next_update - answer.this_update) // JITTER_FRACTION)
-    jitter = int.from_bytes(hashlib.sha256(serial.to_bytes(21, "big")).digest()[:4], "big")
-    return refresh - jitter % window
+def lease_name(issuer: str, partition: int) -> str:
+    return f"presign:{issuer}:{partition}"
+
+
+def expired(record: CertRecord, now: int) -> bool:
+    return record.not_after is not None and record.not_after < now
 
 
 class Presigner:
@@ -78,7 +87,8 @@ class Presigner:
             nursery.start_soon(self._follow_changes)
             nursery.start_soon(self._urgent_worker)
             if self.leases is not None:
-                nursery.start_soon(self._keep_leases)
+                # The first round of leases is taken before the first sweep needs them.
+                await nursery.start(self._keep_leases)
             task_status.started()
             try:
                 await self._sweep_forever()
@@ -88,7 +98,14 @@ class Presigner:
                         await self.leases.release_all()
 
     async def _mine(self, issuer: str, partition: int) -> bool:
-        return self.leases is None or await self.leases.hold(f"presign:{issuer}:{partition}")
+        """Whether this process signs the partition now. Only the keeper takes leases
+        (so that the balance it keeps holds); here a held lease is only extended."""
+        if self.leases is None:
+            return True
+        name = lease_name(issuer, partition)
+        return self.leases.trusted(name) or (
+            self.leases.holds(name) and await self.leases.hold(name)
+        )
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -105,67 +122,86 @@ class Presigner:
                 await self._taken_over.wait()
             self._taken_over = trio.Event()
 
-    async def _keep_leases(self) -> None:
-        """Extend our partition leases, and take the free ones (their holder died or
-        stopped), a few times per lease period; one small script call per partition."""
+    async def _keep_leases(
+        self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Hold this process's share of the partition leases (leases.py: balance), a few
+        times per lease period. Partitions newly taken (their holder died, stopped or gave
+        them back) wake the sweep, so they are swept at once."""
         assert self.leases is not None
-        held: set[tuple[str, int]] = set()
+        names = [lease_name(i, p) for i in self.issuers for p in range(self.store.partitions(i))]
+        held: set[str] = set()
+        first = True
         while True:
-            for name in self.issuers:
-                for p in range(self.store.partitions(name)):
-                    mine = await self._mine(name, p)
-                    if mine and (name, p) not in held:
-                        held.add((name, p))
-                        self._taken_over.set()
-                    elif not mine:
-                        held.discard((name, p))
+            now_held = await self.leases.balance("presign", names)
+            metrics.LEASES_HELD.labels("presign").set(len(now_held))
+            # The first round takes what the first sweep is about to visit anyway.
+            if now_held - held and not first:
+                self._taken_over.set()
+            held = now_held
+            if first:
+                task_status.started()
+                first = False
             await trio.sleep(self.leases.ttl / 4)
 
     async def sweep(self) -> int:
-        """One pass over every certificate; returns how many answers were stored."""
+        """One pass over what is due in every partition held; returns answers stored."""
         started = time.monotonic()
         stored = 0
         oldest: int | None = None
+        chunk = self.settings.batch * self.settings.concurrency
         for issuer in self.issuers.values():
             now = int(time.time())
-            due: list[CertRecord] = []
             # The earliest nextUpdate left standing: answers not due, and due answers
             # whose replacement was not stored (signer busy or failing).
-            soonest_kept: int | None = None
-            soonest_due: int | None = None
-            due_total = stored_issuer = 0
-            for p in range(self.store.partitions(issuer.name)):
-                if not await self._mine(issuer.name, p):
-                    continue  # another revocd process holds this partition's lease
-                async for chunk in self.store.records_with_answers(issuer.name, p):
-                    for record, answer in chunk:
-                        if record.not_after is not None and record.not_after < now:
-                            continue  # expired: answered live if anyone still asks
-                        if answer is None or now >= due_at(issuer, record.serial, answer):
-                            due.append(record)
-                            if answer is not None and (
-                                soonest_due is None or answer.next_update < soonest_due
-                            ):
-                                soonest_due = answer.next_update
-                            continue
-                        if oldest is None or answer.this_update < oldest:
-                            oldest = answer.this_update
-                        if soonest_kept is None or answer.next_update < soonest_kept:
-                            soonest_kept = answer.next_update
-                    metrics.PRESIGN_BACKLOG.labels(issuer.name).set(len(due))
-                    if len(due) >= self.settings.batch * self.settings.concurrency:
-                        due_total += len(due)
-                        stored_issuer += await self._sign_all(issuer, due)
-                        due = []
-            due_total += len(due)
-            stored_issuer += await self._sign_all(issuer, due)
-            stored += stored_issuer
+            soonest: int | None = None
+            largest = 0
+            mine = [
+                p
+                for p in range(self.store.partitions(issuer.name))
+                if await self._mine(issuer.name, p)  # else another process holds it
+            ]
+            backlog = 0
+            for p in mine:
+                backlog += await self.store.count_due(issuer.name, p, now)
+            metrics.PRESIGN_BACKLOG.labels(issuer.name).set(backlog)
+            for p in mine:
+                largest = max(largest, await self.store.partition_size(issuer.name, p))
+                skip = 0  # due entries of this partition left due (not stored)
+                while True:
+                    serials = await self.store.due_serials(issuer.name, p, now, skip, chunk)
+                    if not serials:
+                        break
+                    records = await self.store.get_records(issuer.name, serials)
+                    gone = [s for s in serials if s not in records or expired(records[s], now)]
+                    # Expired: answered live if anyone still asks; out of the index.
+                    await self.store.drop_due(issuer.name, p, gone)
+                    todo = [records[s] for s in serials if s in records and s not in gone]
+                    done = await self._sign_all(issuer, todo)
+                    stored += done
+                    skip += len(todo) - done
+                    backlog -= len(serials)
+                    metrics.PRESIGN_BACKLOG.labels(issuer.name).set(max(0, backlog))
+                    if len(serials) < chunk:
+                        break
+                nxt = await self.store.next_due(issuer.name, p, PEEK)
+                for answer in (await self.store.get_answers(issuer.name, p, nxt)).values():
+                    if oldest is None or answer.this_update < oldest:
+                        oldest = answer.this_update
+                    if soonest is None or answer.next_update < soonest:
+                        soonest = answer.next_update
             metrics.PRESIGN_BACKLOG.labels(issuer.name).set(0)
-            candidates = [soonest_kept] if soonest_kept is not None else []
-            if stored_issuer < due_total and soonest_due is not None:
-                candidates.append(soonest_due)
-            if candidates:
-                await self._note_soonest(issuer, min(candidates))
+            metrics.PARTITION_RECORDS_MAX.labels(issuer.name).set(largest)
+            if largest > PARTITION_WARN:
+                log.warning(
+                    "issuer %s: a partition holds %d records (over %d): choose more "
+                    "partitions for this issuer's successor (docs/store.md, Sizing)",
+                    issuer.name,
+                    largest,
+                    PARTITION_WARN,
+                )
+            if soonest is not None:
+                await self._note_soonest(issuer, soonest)
         self.oldest_this_update = oldest
         if oldest is not None:
             metrics.PRESIGN_OLDEST_AGE.set(int(time.time()) - oldest)
@@ -217,7 +253,7 @@ class Presigner:
             return 0
         now = int(time.time())
         this_update, next_update = issuer.schedule.window(now)
-        items: list[tuple[CertRecord, PreSigned]] = []
+        items: list[tuple[CertRecord, PreSigned, int]] = []
         for record in records:
             cert_id = issuer.hashes.cert_id(HashAlgorithm.SHA1, record.serial)
             single = single_for_record(cert_id, record, this_update, next_update)
@@ -230,7 +266,8 @@ class Presigner:
                 metrics.PRESIGN_ERRORS.labels("sign").inc()
                 log.error("pre-sign for %s failed: %s", issuer.name, exc)
                 return 0
-            items.append((record, PreSigned(this_update, next_update, der)))
+            due = due_at(issuer.schedule, record.serial, this_update, next_update)
+            items.append((record, PreSigned(this_update, next_update, der), due))
         stored = await self.store.put_answers(issuer.name, items)
         metrics.PRESIGNED.labels(issuer.name, why).inc(stored)
         return stored

@@ -58,7 +58,7 @@ crl_shards = 4
         ),
         (
             "[issuers.demo]\ncertificate = '{pem}'\npartitions = 0\n",
-            "issuers.demo.partitions: must be between 1 and 4096",
+            "issuers.demo.partitions: must be between 1 and 16384",
         ),
         (
             "[issuers.demo]\ncertificate = '{pem}'\ncrl_shard = 2\n",

@@ -46,3 +46,31 @@ def test_a_store_failure_means_not_held(tmp_path):
         assert trio.run(main) is False
     finally:
         server.kill()
+
+
+def test_balance_splits_leases_between_live_processes(store_url):
+    """Each process holds its fair share: a newcomer gets half within two rounds, a third
+    a third, and when one dies (stops saying it is alive) the others take its part."""
+
+    async def main() -> None:
+        async with Store.open(store_url) as store:
+            group = f"g{trio.current_time()}"
+            names = [f"{group}:{i}" for i in range(12)]
+            a, b, c = (Leases(store, ttl=1.0, owner=o) for o in "abc")
+            assert len(await a.balance(group, names)) == 12  # alone: everything
+            assert await b.balance(group, names) == set()  # all held by a
+            held_a = await a.balance(group, names)  # a sees two live: gives six back
+            held_b = await b.balance(group, names)
+            assert len(held_a) == len(held_b) == 6 and not held_a & held_b
+            await c.balance(group, names)
+            for _ in range(2):
+                held = [await x.balance(group, names) for x in (a, b, c)]
+            assert [len(h) for h in held] == [4, 4, 4]
+            assert set().union(*held) == set(names)
+            # c dies: after its word and its leases expire, a and b take its four.
+            for _ in range(6):
+                await trio.sleep(0.3)
+                held = [await x.balance(group, names) for x in (a, b)]
+            assert [len(h) for h in held] == [6, 6] and set().union(*held) == set(names)
+
+    trio.run(main)

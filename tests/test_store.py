@@ -1,17 +1,21 @@
 """The store and event application, on a real valkey-server and on a real 3-master cluster."""
 
 import itertools
+import json
 import random
+import time
+from pathlib import Path
 
 import pytest
 import trio
 
-from responder.config import StoreConfig
-from responder.ingest import MAX_BATCH, BatchTooLarge
+from responder.config import IssuerConfig, StoreConfig
+from responder.ingest import MAX_BATCH, BatchTooLarge, Ingestor
 from responder.ocsp.types import RevocationReason
-from responder.store import PreSigned, Status, Store, StoreError, ValkeyProcess
+from responder.policy import Policy
+from responder.store import PreSigned, Status, Store, StoreError, ValkeyProcess, keys
 
-from .store_helpers import issued, revoked, with_store
+from .store_helpers import ISSUERS, issued, revoked, with_store
 from .valkey import command
 
 _serials = itertools.count(random.randrange(1 << 40, 1 << 48))
@@ -183,19 +187,24 @@ def test_revoked_records_lists_every_partition(store_url):
 def test_pre_signed_answer_cannot_outlive_a_revocation(store_url):
     s = fresh()
 
+    now = int(time.time())
+    good = PreSigned(now - 300, now + 86400, b"good-answer")
+
     async def run(store, ingest):
         await ingest.submit([issued(s)])
         record = await store.get_record("tls", s)
-        stored = await store.put_answer("tls", record, PreSigned(1, 2, b"good-answer"))
+        stored = await store.put_answer("tls", record, good, now + 3600)
         got = await store.get_answer("tls", s)
         await ingest.submit([revoked(s)])
         after_revoke = await store.get_answer("tls", s)
         # A pre-signer that signed before the revocation must not write its answer back.
-        stale = await store.put_answer("tls", record, PreSigned(1, 2, b"stale-good"))
+        stale = await store.put_answer(
+            "tls", record, PreSigned(now - 300, now + 86400, b"stale-good"), now + 3600
+        )
         return stored, got, after_revoke, stale, await store.get_answer("tls", s)
 
     stored, got, after_revoke, stale, final = with_store(store_url, run)
-    assert stored and got == PreSigned(1, 2, b"good-answer")
+    assert stored and got == good
     assert after_revoke is None
     assert not stale and final is None
 
@@ -270,3 +279,128 @@ def test_store_without_persistence_is_refused(tmp_path):
             trio.run(run)
     finally:
         server.stop()
+
+
+def test_due_index_follows_every_change(store_url):
+    """New certificates and status changes are due at once; a stored answer is due at
+    its re-sign time; the pre-signer reads only this index, so a change it missed here
+    would never be signed."""
+    s = fresh()
+    p = keys.partition_of(s, ISSUERS["tls"].partitions)
+    now = int(time.time())
+
+    async def run(store, ingest):
+        seen = []
+        await ingest.submit([issued(s)])
+        seen.append(s in await store.due_serials("tls", p, now, 0, 10_000))
+        record = await store.get_record("tls", s)
+        answer = PreSigned(now - 300, now + 86400, b"answer")
+        await store.put_answer("tls", record, answer, now + 3600)
+        seen.append(s in await store.due_serials("tls", p, now, 0, 10_000))
+        seen.append(s in await store.due_serials("tls", p, now + 3600, 0, 10_000))
+        ttl = await store.client.ttl(keys.answer("tls", p, s))
+        await ingest.submit([revoked(s)])
+        seen.append(s in await store.due_serials("tls", p, now, 0, 10_000))
+        gone = await store.get_answer("tls", s)
+        await store.drop_due("tls", p, [s])
+        seen.append(s in await store.due_serials("tls", p, now, 0, 10_000))
+        return seen, ttl, gone
+
+    seen, ttl, gone = with_store(store_url, run)
+    assert seen == [True, False, True, True, False]
+    assert 86400 - 60 <= ttl <= 86400  # the answer expires at its nextUpdate
+    assert gone is None
+
+
+def test_expired_answer_is_not_stored(store_url):
+    s = fresh()
+    now = int(time.time())
+
+    async def run(store, ingest):
+        await ingest.submit([issued(s)])
+        record = await store.get_record("tls", s)
+        stored = await store.put_answer(
+            "tls", record, PreSigned(now - 90000, now - 10, b"expired"), now - 20000
+        )
+        return stored, await store.get_answer("tls", s)
+
+    assert with_store(store_url, run) == (False, None)
+
+
+def legacy_blob(this_update: int, next_update: int, der: bytes) -> bytes:
+    return this_update.to_bytes(8, "big") + next_update.to_bytes(8, "big") + der
+
+
+def test_layout_1_store_is_migrated_and_keeps_serving(store_url):
+    """An issuer written by a revocd before the due index (layout 1: one answers hash per
+    partition) is brought to layout 2 when it registers: valid answers move to keys of
+    their own, expired ones are dropped, every record becomes due, the hash is deleted."""
+    name = "old" + str(time.monotonic_ns() % 10**9)
+    config = IssuerConfig(name, Path("old.pem"), Policy.TLS, partitions=4)
+    now = int(time.time())
+    serials = list(range(0x100, 0x100 + 40))
+
+    async def main():
+        async with Store.open(store_url) as store:
+            c = store.client
+            await c.hset(
+                keys.ISSUERS,
+                {name: json.dumps({"partitions": 4, "policy": "tls", "registered_at": now})},
+            )
+            for s in serials:
+                p = s % 4
+                await c.hset(keys.certs(name, p), {format(s, "x"): f"g|{now + 10**6}|1|{now}|0"})
+                next_update = now + 86400 if s % 2 else now - 10  # odd serials: still valid
+                blob = legacy_blob(now - 300, next_update, b"der-%d" % s)
+                await c.hset(keys.legacy_answers(name, p), {format(s, "x"): blob})
+            await store.register_issuers([config])
+            answers = {s: await store.get_answer(name, s) for s in serials}
+            due = set()
+            for p in range(4):
+                due |= set(await store.due_serials(name, p, now, 0, 1000))
+            legacy = [await c.exists([keys.legacy_answers(name, p)]) for p in range(4)]
+            layout = json.loads(await c.hget(keys.ISSUERS, name))["layout"]
+            # Registering again (another process, a restart) finds nothing to do.
+            await store.register_issuers([config])
+            # A layout-1 writer (an old revocd left running) put an answer back in the
+            # hash: a revocation must remove it too, so nothing can copy it back.
+            s = serials[1]
+            await c.hset(keys.legacy_answers(name, s % 4), {format(s, "x"): b"x" * 20})
+            ingest = Ingestor(store, {name: config})
+            await ingest.submit([revoked(s, name)])
+            left = await c.hget(keys.legacy_answers(name, s % 4), format(s, "x"))
+            return answers, due, legacy, layout, left
+
+    answers, due, legacy, layout, left = trio.run(main)
+    assert {s for s, a in answers.items() if a is not None} == {s for s in serials if s % 2}
+    assert all(answers[s].der == b"der-%d" % s for s in serials if s % 2)
+    assert due == set(serials)  # all re-signed by the next sweep
+    assert legacy == [0, 0, 0, 0] and layout == keys.LAYOUT
+    assert left is None
+
+
+def test_no_key_holds_more_than_one_answer(store_url):
+    """Answers are keys of their own: the partition keys hold records and indexes only,
+    about 200 bytes per certificate, whatever the answers weigh."""
+    name = "size" + str(time.monotonic_ns() % 10**9)
+    config = IssuerConfig(name, Path("size.pem"), Policy.TLS, partitions=2)
+    serials = list(range(1, 2001))
+    now = int(time.time())
+
+    async def run(store, ingest):
+        await ingest.submit([issued(s, name) for s in serials])
+        records = await store.get_records(name, serials)
+        der = b"\x30" * 1000
+        await store.put_answers(
+            name,
+            [(records[s], PreSigned(now, now + 86400, der), now + 3600) for s in serials],
+        )
+        sizes = {}
+        for p in range(2):
+            for key in (keys.certs(name, p), keys.due(name, p), keys.revoked(name, p)):
+                sizes[key] = await store.client.memory_usage(key) or 0
+        return sizes
+
+    sizes = with_store(store_url, run, issuers={name: config})
+    per_cert = sum(sizes.values()) / len(serials)
+    assert per_cert < 250, sizes  # no 1,000-byte answers in there

@@ -17,23 +17,23 @@ from responder.store import ValkeyProcess
 from .served import Served, start_served
 from .test_store_faults import issued
 from .test_store_sentinel import revoked
+from .valkey import cluster_url, start_cluster
 
 LEASE = 3  # store.lease_seconds in these tests
 
 
-def presigned(served: Served) -> int:
+def metric(served: Served, pattern: str) -> int:
     status, body, _ = served.control("GET", "/metrics", token=None)
     assert status == 200
-    return int(
-        sum(
-            float(v)
-            for v in re.findall(
-                r'^revocd_presigned_total\{issuer="alpha",[^}]*\} ([0-9.e+]+)$',
-                body["raw"],
-                re.M,
-            )
-        )
-    )
+    return int(sum(float(v) for v in re.findall(pattern, body["raw"], re.M)))
+
+
+def presigned(served: Served) -> int:
+    return metric(served, r'^revocd_presigned_total\{issuer="alpha",[^}]*\} ([0-9.e+]+)$')
+
+
+def leases_held(served: Served) -> int:
+    return metric(served, r'^revocd_leases_held\{[^}]*work="presign"[^}]*\} ([0-9.e+]+)$')
 
 
 def start_on(url: str, d, test_pki) -> Served:
@@ -58,31 +58,48 @@ def wait_total(processes: list[Served], at_least: int, timeout: float) -> int:
 
 @contextlib.contextmanager
 def two_on_one_store(
-    start: Callable[[str, Path, object], Served], tmp_path: Path, test_pki: object
+    start: Callable[[str, Path, object], Served],
+    tmp_path: Path,
+    test_pki: object,
+    kind: str = "standalone",
 ) -> Iterator[tuple[Served, Served]]:
-    """Two revocd processes on one valkey-server; stopped (those still running) after."""
-    store = ValkeyProcess(tmp_path / "valkey").start()
+    """Two revocd processes on one valkey-server or one 3-master cluster; stopped (those
+    still running) after."""
+    if kind == "cluster":
+        nodes = start_cluster(tmp_path / "cluster")
+        url = cluster_url(nodes)
+    else:
+        nodes = [ValkeyProcess(tmp_path / "valkey").start()]
+        url = nodes[0].url
     started: list[Served] = []
     try:
-        started.append(start(store.url, tmp_path / "a", test_pki))
-        started.append(start(store.url, tmp_path / "b", test_pki))
+        started.append(start(url, tmp_path / "a", test_pki))
+        started.append(start(url, tmp_path / "b", test_pki))
         yield started[0], started[1]
     finally:
         for served in started:
             if served.proc.process.poll() is None:
                 assert served.proc.stop() == 0, served.proc.output
-        store.stop()
+        for node in nodes:
+            node.stop()
 
 
 @pytest.mark.slow
-def test_two_processes_sign_each_answer_once_and_take_over(tmp_path, test_pki):
-    with two_on_one_store(start_on, tmp_path, test_pki) as (first, second):
+@pytest.mark.parametrize("kind", ["standalone", "cluster"])
+def test_two_processes_sign_each_answer_once_and_take_over(tmp_path, test_pki, kind):
+    with two_on_one_store(start_on, tmp_path, test_pki, kind) as (first, second):
+        # The partitions are split between the two (half each) within a few rounds.
+        deadline = time.monotonic() + 4 * LEASE
+        while sorted(leases_held(s) for s in (first, second)) != [6, 6]:  # 8 + 4 partitions
+            assert time.monotonic() < deadline, [leases_held(s) for s in (first, second)]
+            time.sleep(0.2)
         batch = [0xD00000 + i for i in range(200)]
         assert first.push(*(issued(s) for s in batch))[0] == 200
         assert wait_total([first, second], 200, timeout=30) >= 200
         time.sleep(2 * LEASE)  # lease periods pass, sweeps and keepers run in both
         a, b = presigned(first), presigned(second)
         assert a + b == 200, (a, b)  # each answer signed once between the two
+        assert a > 0 and b > 0, (a, b)  # and both signed their share
         # The process holding the partitions is killed; the other takes them over
         # within a lease period and signs what is issued afterwards.
         holder, other = (first, second) if a >= b else (second, first)

@@ -34,7 +34,7 @@ from ..ocsp import (
 )
 from ..signing import ResponderIdentity, SignerBusy, SignerError, ValidityExceedsCertificate
 from ..store import CertRecord, PreSigned, Status, Store, StoreError
-from .timing import Schedule
+from .timing import Schedule, due_at
 
 log = logging.getLogger("revocd.answers")
 _FROM_CACHE = metrics.ANSWER_SOURCE.labels("cache")
@@ -670,18 +670,19 @@ class LiveSigner:
             and query.single.hash_algorithm == HashAlgorithm.SHA1
             and query.single.der == issuer.hashes.cert_id(HashAlgorithm.SHA1, record.serial)
         ):
-            self._store_later(issuer.name, record, PreSigned(this_update, next_update, der))
+            due = due_at(issuer.schedule, record.serial, this_update, next_update)
+            self._store_later(issuer.name, record, PreSigned(this_update, next_update, der), due)
         return answer
 
-    def _store_later(self, issuer: str, record: CertRecord, presigned: PreSigned) -> None:
+    def _store_later(self, issuer: str, record: CertRecord, presigned: PreSigned, due: int) -> None:
         if self._write_back.value == 0:
             return  # the store is slow; the pre-signer will fill this in
-        self.nursery.start_soon(self._write, issuer, record, presigned)
+        self.nursery.start_soon(self._write, issuer, record, presigned, due)
 
-    async def _write(self, issuer: str, record: CertRecord, presigned: PreSigned) -> None:
+    async def _write(self, issuer: str, record: CertRecord, presigned: PreSigned, due: int) -> None:
         async with self._write_back:
             try:
-                await self.store.put_answer(issuer, record, presigned)
+                await self.store.put_answer(issuer, record, presigned, due)
             except Exception as exc:
                 metrics.STORE_ERRORS.labels("write_back").inc()
                 log.debug("write-back failed: %s", exc)

@@ -6,6 +6,7 @@ half-life, otherwise at least 8 hours before nextUpdate and at most 4 days after
 thisUpdate. thisUpdate is backdated by minutes, never hours, never in the future.
 """
 
+import hashlib
 from dataclasses import dataclass
 
 HOUR = 3600
@@ -13,6 +14,7 @@ DAY = 24 * HOUR
 MIN_VALIDITY = 8 * HOUR
 MAX_VALIDITY = 10 * DAY
 MAX_BACKDATE = 60 * 60 - 1
+JITTER_FRACTION = 10  # re-sign up to validity / 10 before the planned time
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,3 +44,13 @@ class Schedule:
     def max_age(self, this_update: int, next_update: int, now: int) -> int:
         """Cache-Control max-age: caches drop the answer before the planned re-sign."""
         return max(0, self.refresh_at(this_update, next_update) - now)
+
+
+def due_at(schedule: Schedule, serial: int, this_update: int, next_update: int) -> int:
+    """When the pre-signer replaces an answer: its re-sign time, pulled earlier by a
+    jitter derived from the serial (up to a tenth of the validity), so that
+    certificates issued in one burst are not all re-signed in one burst."""
+    refresh = schedule.refresh_at(this_update, next_update)
+    window = max(1, (next_update - this_update) // JITTER_FRACTION)
+    jitter = int.from_bytes(hashlib.sha256(serial.to_bytes(21, "big")).digest()[:4], "big")
+    return refresh - jitter % window

@@ -1,12 +1,22 @@
 """Key layout. Everything about one certificate lives under one hash tag.
 
 `rv:{<issuer>:<p>}` where p = serial mod the issuer's partition count: the
-certificate records, the revoked index, the pre-signed answers and the change
-feed of a partition share a cluster slot, so one Lua call updates them
+certificate records, the revoked index, the due index, the pre-signed answers and
+the change feed of a partition share a cluster slot, so one Lua call updates them
 atomically, while an issuer's partitions spread over the cluster.
+
+Each pre-signed answer is a key of its own (about 1 KB, expiring at its nextUpdate),
+not a field of a partition hash: the answers are most of the bytes, and a hash of them
+grew with the issuer (1.4 GiB per key at 100M certificates and 64 partitions), which
+the server must move in one piece when a cluster slot migrates. What stays per
+partition (records, the revoked and due indexes) is about 200 bytes per certificate and
+is bounded by choosing the partition count (docs/store.md, "Sizing").
 """
 
 ISSUERS = "rv:issuers"
+# Store layout of an issuer's keys, kept in its rv:issuers record. 2: an answer key per
+# certificate and a due index (1: one answers hash per partition, no index).
+LAYOUT = 2
 CHANGES_CHANNEL = "rv:changes"
 
 
@@ -18,6 +28,11 @@ def crl_number(issuer: str, shard: int) -> str:
 def lease(name: str) -> str:
     """One lease (responder/store/leases.py): a single key, so no hash tag is needed."""
     return f"rv:lease:{name}"
+
+
+def members(group: str) -> str:
+    """The revocd processes sharing one kind of work (leases.py: balance)."""
+    return f"rv:members:{group}"
 
 
 def partition_of(serial: int, partitions: int) -> int:
@@ -41,7 +56,19 @@ def revoked(issuer: str, partition: int) -> str:
     return tag(issuer, partition) + ":revoked"
 
 
-def answers(issuer: str, partition: int) -> str:
+def answer(issuer: str, partition: int, serial: int) -> str:
+    """One pre-signed answer (16-byte header: thisUpdate, nextUpdate; then the DER)."""
+    return tag(issuer, partition) + ":a:" + serial_field(serial)
+
+
+def due(issuer: str, partition: int) -> str:
+    """Sorted set: serial -> when its answer must be re-signed (0: it has none). The
+    pre-signer reads what is due from it instead of every record of the partition."""
+    return tag(issuer, partition) + ":due"
+
+
+def legacy_answers(issuer: str, partition: int) -> str:
+    """The answers hash of store layout 1, read once by the migration to layout 2."""
     return tag(issuer, partition) + ":answers"
 
 
@@ -50,10 +77,11 @@ def feed(issuer: str, partition: int) -> str:
 
 
 def partition_keys(issuer: str, partition: int) -> list[str]:
-    """KEYS for the apply script, in its order."""
+    """The first KEYS of the apply script, in its order (each event's answer key follows)."""
     return [
         certs(issuer, partition),
         revoked(issuer, partition),
-        answers(issuer, partition),
+        due(issuer, partition),
         feed(issuer, partition),
+        legacy_answers(issuer, partition),
     ]

@@ -10,6 +10,12 @@ A holder trusts its lease only until `ttl * TRUST` after it last took or extende
 measured on its own clock from before the request was sent: a process paused longer
 than that (a stopped VM, a long GC) asks the store again before it acts, instead of
 acting on a lease that may have passed to another process meanwhile.
+
+Work made of many leases (the pre-signer's partitions) is balanced: each process says
+it is alive in the work's group, and holds its fair share, the lease count divided by
+the live processes, rounded up. A process above its share gives the surplus back, one
+below it takes free leases, so a second process started next to a first gets half the
+partitions within a few keeper rounds, and the survivor of two takes them all back.
 """
 
 import contextlib
@@ -17,7 +23,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import trio
 
@@ -67,6 +73,38 @@ class Leases:
         elif self._trusted_until.pop(name, None) is not None:
             log.warning("lease %s lost to another process", name)
         return held
+
+    def holds(self, name: str) -> bool:
+        """Taken by this process and not known lost (it may need extending)."""
+        return name in self._trusted_until
+
+    async def balance(self, group: str, names: Sequence[str]) -> set[str]:
+        """Hold a fair share of `names` among the live processes of `group`: extend the
+        ones held, give back the surplus, take free ones up to the share. Returns the
+        names held afterwards. Called a few times per lease period by a keeper task."""
+        try:
+            live = await self.store.heartbeat(group, self.owner, int(self.ttl * 1000))
+        except StoreError as exc:
+            log.warning("%s processes not counted (%s); keeping what is held", group, exc)
+            return {n for n in names if self.trusted(n)}
+        share = -(-len(names) // max(1, live))
+        held = [n for n in names if self.holds(n) and await self.hold(n)]
+        for name in held[share:]:
+            await self.release(name)
+        held = held[:share]
+        for name in names:
+            if len(held) >= share:
+                break
+            if not self.holds(name) and await self.hold(name):
+                held.append(name)
+        return set(held)
+
+    async def release(self, name: str) -> None:
+        """Give one lease back, so another process can take it at once."""
+        if self._trusted_until.pop(name, None) is not None:
+            with contextlib.suppress(StoreError):  # it expires by itself
+                await self.store.drop_lease(name, self.owner)
+            log.info("lease %s given back by %s", name, self.owner)
 
     def trusted(self, name: str) -> bool:
         """Held and trusted now, without asking the store."""

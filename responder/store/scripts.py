@@ -1,12 +1,18 @@
 """Lua run inside the store, so that each change is atomic within its partition's slot."""
 
 # Apply a batch of already-validated events to one partition.
-# KEYS: certs, revoked, answers, feed (one hash tag).
+# KEYS: certs, revoked, due, feed, legacy answers (one hash tag), then each event's
+#       answer key. The legacy (layout 1) answers hash is deleted from too, so that a
+#       migration copying it cannot bring back an answer a revocation removed.
 # ARGV: issuer, now, feed_maxlen, count, then per event:
 #       type, serial, not_after, revoked_at, reason, invalidity_date, crl_shard
 # Returns a flat list: code, message per event; code is applied/unchanged/rejected.
+#
+# Every change that alters what OCSP says deletes the stored answer and marks the
+# serial due now (score 0) in the due index, so the pre-signer finds it without reading
+# the partition; a new certificate is marked due the same way.
 APPLY_EVENTS = r"""
-local certs, revoked, answers, feed = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local certs, revoked, due, feed = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local issuer, now, maxlen, count = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local NO_EXPIRY = 253402300799
 local KEY_COMPROMISE, HOLD = '1', '6'
@@ -34,8 +40,15 @@ local function score(not_after)
   return not_after
 end
 
+local function resign(answer, serial)
+  redis.call('DEL', answer)
+  redis.call('HDEL', KEYS[5], serial)
+  redis.call('ZADD', due, 0, serial)
+end
+
 for i = 0, count - 1 do
   local b = 5 + i * 7
+  local answer = KEYS[6 + i]
   local typ, serial, na, rat, reason, inv, shard =
     ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]
   local cur = redis.call('HGET', certs, serial)
@@ -45,6 +58,7 @@ for i = 0, count - 1 do
   if typ == 'issued' then
     if not r then
       redis.call('HSET', certs, serial, table.concat({'g', na, '1', now, shard}, '|'))
+      redis.call('ZADD', due, 0, serial)
       changed(serial, 'good', '1')
       msg = 'issued'
     elseif r[2] == '' then
@@ -74,7 +88,7 @@ for i = 0, count - 1 do
       redis.call('HSET', certs, serial,
         table.concat({'r', keep_na, ver, now, keep_shard, rat, reason, inv}, '|'))
       redis.call('ZADD', revoked, score(keep_na), serial)
-      redis.call('HDEL', answers, serial)
+      resign(answer, serial)
       changed(serial, 'revoked', ver)
       msg = 'revoked'
     elseif r[7] == reason and r[6] == rat and r[8] == inv then
@@ -91,7 +105,7 @@ for i = 0, count - 1 do
       redis.call('HSET', certs, serial,
         table.concat({'r', r[2], ver, now, r[5], new_rat, reason, new_inv}, '|'))
       redis.call('ZADD', revoked, score(r[2]), serial)
-      redis.call('HDEL', answers, serial)
+      resign(answer, serial)
       changed(serial, 'revoked', ver)
       if reason == KEY_COMPROMISE then msg = 'reason changed to keyCompromise'
       else msg = 'hold made permanent' end
@@ -113,7 +127,7 @@ for i = 0, count - 1 do
       local ver = tostring(tonumber(r[3]) + 1)
       redis.call('HSET', certs, serial, table.concat({'g', r[2], ver, now, r[5]}, '|'))
       redis.call('ZREM', revoked, serial)
-      redis.call('HDEL', answers, serial)
+      resign(answer, serial)
       changed(serial, 'good', ver)
       msg = 'hold lifted'
     end
@@ -127,26 +141,23 @@ if #notes > 0 then redis.call('PUBLISH', 'rv:changes', table.concat(notes, '\n')
 return out
 """
 
-# Store a pre-signed answer only if the record has not changed since it was signed.
-# KEYS: certs, answers. ARGV: serial, version, blob. Returns 1 stored, 0 stale.
-PUT_ANSWER = r"""
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if not cur then return 0 end
-local ver = string.match(cur, '^[gr]|[^|]*|([^|]*)|')
-if ver ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-return 1
-"""
-
-# The same for many answers of one partition at once (the pre-signer's batches).
-# KEYS: certs, answers. ARGV: n, then serial, version, blob per answer. Returns stored count.
+# Store pre-signed answers of one partition, each only if its record still has the
+# version it was signed from (a revocation meanwhile deletes the answer and bumps the
+# version, so a racing signer cannot resurrect `good`). Each answer expires at its
+# nextUpdate: past it, nothing may serve it. Its re-sign time goes into the due index.
+# KEYS: certs, due, then each answer's key.
+# ARGV: n, then serial, version, blob, next_update, due_at per answer. Returns stored count.
 PUT_ANSWERS = r"""
 local stored = 0
+local now = tonumber(redis.call('TIME')[1])
 for i = 0, tonumber(ARGV[1]) - 1 do
-  local serial, version, blob = ARGV[2 + i * 3], ARGV[3 + i * 3], ARGV[4 + i * 3]
+  local b = 2 + i * 5
+  local serial, version, blob = ARGV[b], ARGV[b + 1], ARGV[b + 2]
+  local expires, due_at = tonumber(ARGV[b + 3]), ARGV[b + 4]
   local cur = redis.call('HGET', KEYS[1], serial)
-  if cur and string.match(cur, '^[gr]|[^|]*|([^|]*)|') == version then
-    redis.call('HSET', KEYS[2], serial, blob)
+  if cur and expires > now and string.match(cur, '^[gr]|[^|]*|([^|]*)|') == version then
+    redis.call('SET', KEYS[3 + i], blob, 'EXAT', expires)
+    redis.call('ZADD', KEYS[2], due_at, serial)
     stored = stored + 1
   end
 end
@@ -154,10 +165,33 @@ return stored
 """
 
 # A data plane cache miss: pre-signed answers and records of one partition's serials in
-# one round trip instead of two. KEYS: answers, certs. ARGV: serial fields.
+# one round trip instead of two. KEYS: certs, then each serial's answer key.
+# ARGV: serial fields, aligned with the answer keys.
 # Returns {answers, records}, each aligned with ARGV (false where missing).
 LOOKUP = r"""
-return {redis.call('HMGET', KEYS[1], unpack(ARGV)), redis.call('HMGET', KEYS[2], unpack(ARGV))}
+local answers = {}
+for i = 2, #KEYS do answers[#answers + 1] = KEYS[i] end
+return {redis.call('MGET', unpack(answers)), redis.call('HMGET', KEYS[1], unpack(ARGV))}
+"""
+
+# Move one chunk of a layout-1 partition to layout 2: copy answers still valid to their
+# own keys and mark every listed serial due now (the pre-signer re-signs each soon, so
+# no re-sign time has to be guessed here). KEYS: legacy answers hash, due, then each
+# serial's answer key. ARGV: serial fields, aligned with the answer keys.
+MIGRATE_CHUNK = r"""
+local now = tonumber(redis.call('TIME')[1])
+for i = 1, #ARGV do
+  local blob = redis.call('HGET', KEYS[1], ARGV[i])
+  if blob and #blob >= 16 then
+    local next_update = 0  -- bytes 9-16 of the header, big-endian
+    for k = 9, 16 do next_update = next_update * 256 + string.byte(blob, k) end
+    if next_update > now then
+      redis.call('SET', KEYS[2 + i], blob, 'EXAT', next_update)
+    end
+  end
+  redis.call('ZADD', KEYS[2], 0, ARGV[i])
+end
+return #ARGV
 """
 
 
@@ -174,6 +208,18 @@ if holder == ARGV[1] then
   return 1
 end
 return 0
+"""
+
+# Say this process is alive in a group of processes sharing work, and count the group.
+# KEYS: the group's sorted set (member: owner, score: when its word expires, store clock).
+# ARGV: owner, ttl_ms. Returns how many members are alive, the caller included.
+HEARTBEAT = r"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return redis.call('ZCARD', KEYS[1])
 """
 
 # Give a lease back, if it is still ours. KEYS: the lease. ARGV: owner.

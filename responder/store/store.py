@@ -31,8 +31,9 @@ from .scripts import (
     APPLY_EVENTS,
     DROP_LEASE,
     FENCE_CRL_NUMBER,
+    HEARTBEAT,
     LOOKUP,
-    PUT_ANSWER,
+    MIGRATE_CHUNK,
     PUT_ANSWERS,
     TAKE_LEASE,
 )
@@ -190,11 +191,12 @@ class Store:
         self.kind = kind
         self.settings = settings
         self._apply = self.writer.register_script(APPLY_EVENTS)
-        self._put_answer = client.register_script(PUT_ANSWER)
         self._put_answers = client.register_script(PUT_ANSWERS)
+        self._migrate = client.register_script(MIGRATE_CHUNK)
         self._lookup = client.register_script(LOOKUP)
         self._take_lease = client.register_script(TAKE_LEASE)
         self._drop_lease = client.register_script(DROP_LEASE)
+        self._heartbeat = client.register_script(HEARTBEAT)
         self._fence_crl = client.register_script(FENCE_CRL_NUMBER)
         self._partitions: dict[str, int] = {}
         self._wait_local = 1
@@ -258,7 +260,8 @@ class Store:
     # -- issuers -------------------------------------------------------------------
 
     async def register_issuers(self, issuers: Iterable[IssuerConfig]) -> None:
-        """Record each issuer's partition count; it can never change afterwards."""
+        """Record each issuer's partition count (it can never change afterwards), and
+        bring an issuer registered by an older revocd to the current key layout."""
         for issuer in issuers:
             raw = await self.client.hget(keys.ISSUERS, issuer.name)
             if raw is not None:
@@ -268,14 +271,56 @@ class Store:
                         f"issuers.{issuer.name}.partitions: the store holds this issuer with "
                         f"{known['partitions']} partitions; it cannot change to {issuer.partitions}"
                     )
+                self._partitions[issuer.name] = issuer.partitions
+                if known.get("layout", 1) < keys.LAYOUT:
+                    await self._migrate_issuer(issuer.name, known)
             else:
                 record = {
                     "partitions": issuer.partitions,
                     "policy": issuer.policy.value,
                     "registered_at": int(time.time()),
+                    "layout": keys.LAYOUT,
                 }
                 await self.client.hsetnx(keys.ISSUERS, issuer.name, json.dumps(record))
-            self._partitions[issuer.name] = issuer.partitions
+                self._partitions[issuer.name] = issuer.partitions
+
+    async def _migrate_issuer(self, issuer: str, known: dict[str, Any]) -> None:
+        """Layout 1 to 2: answers out of the partition hashes into keys of their own, and
+        every record into the due index. Idempotent, so a process killed half-way (or
+        two processes starting together) simply do it again; answers stay served."""
+        started = time.monotonic()
+        moved = 0
+        for p in range(self.partitions(issuer)):
+            async for chunk in self._fields(keys.certs(issuer, p)):
+                serials = [int(f, 16) for f in chunk]
+                await self._migrate(
+                    keys=[
+                        keys.legacy_answers(issuer, p),
+                        keys.due(issuer, p),
+                        *(keys.answer(issuer, p, s) for s in serials),
+                    ],
+                    args=chunk,
+                )
+                moved += len(chunk)
+            await self.client.unlink([keys.legacy_answers(issuer, p)])
+        known["layout"] = keys.LAYOUT
+        await self.client.hset(keys.ISSUERS, {issuer: json.dumps(known)})
+        log.warning(
+            "issuer %s: store layout upgraded to %d (%d records indexed in %.1f s); "
+            "every answer is re-signed by the next pre-sign sweep",
+            issuer,
+            keys.LAYOUT,
+            moved,
+            time.monotonic() - started,
+        )
+
+    async def _fields(self, key: str, count: int = 1000) -> AsyncIterator[list[str]]:
+        """A hash's field names in chunks (HSCAN: no long server stalls)."""
+        cursor = None
+        while cursor != 0:
+            cursor, found = await self.client.hscan(key, cursor=cursor or 0, count=count)
+            if found:
+                yield [_s(f) for f in found]
 
     def partitions(self, issuer: str) -> int:
         try:
@@ -296,7 +341,13 @@ class Store:
             with self.writer.ensure_persistence(
                 self._wait_local, self.settings.replicas, self.settings.durability_timeout_ms
             ):
-                raw = await self._apply(keys=keys.partition_keys(issuer, partition), args=args)
+                raw = await self._apply(
+                    keys=[
+                        *keys.partition_keys(issuer, partition),
+                        *(keys.answer(issuer, partition, int(e[1], 16)) for e in events),
+                    ],
+                    args=args,
+                )
         except coredis.exceptions.PersistenceError as exc:
             raise DurabilityError(f"write not confirmed durable: {exc}") from exc
         except (coredis.exceptions.RedisError, OSError) as exc:
@@ -377,7 +428,8 @@ class Store:
         async def fetch(p: int, group: list[int]) -> None:
             fields = [keys.serial_field(s) for s in group]
             blobs, raws = await self._lookup(
-                keys=[keys.answers(issuer, p), keys.certs(issuer, p)], args=fields
+                keys=[keys.certs(issuer, p), *(keys.answer(issuer, p, s) for s in group)],
+                args=fields,
             )
             for serial, blob, raw in zip(group, blobs, raws, strict=True):
                 out[serial] = (
@@ -392,72 +444,96 @@ class Store:
 
     # -- pre-signed answers --------------------------------------------------------------
 
-    async def put_answer(self, issuer: str, record: CertRecord, answer: PreSigned) -> bool:
-        """Store a pre-signed answer unless the record changed since it was signed."""
-        p = keys.partition_of(record.serial, self.partitions(issuer))
-        blob = ANSWER_HEADER.pack(answer.this_update, answer.next_update) + answer.der
-        stored = await self._put_answer(
-            keys=[keys.certs(issuer, p), keys.answers(issuer, p)],
-            args=[keys.serial_field(record.serial), record.version, blob],
-        )
-        return bool(stored)
+    async def put_answer(
+        self, issuer: str, record: CertRecord, answer: PreSigned, due_at: int
+    ) -> bool:
+        """Store a pre-signed answer unless the record changed since it was signed;
+        `due_at` is when it must be re-signed (answers/timing.py: due_at)."""
+        return await self.put_answers(issuer, [(record, answer, due_at)]) == 1
 
-    async def put_answers(self, issuer: str, items: Sequence[tuple[CertRecord, PreSigned]]) -> int:
-        """Store many pre-signed answers, one call per partition; each is written only if
-        its record still has the version it was signed from. Returns how many were stored."""
+    async def put_answers(
+        self, issuer: str, items: Sequence[tuple[CertRecord, PreSigned, int]]
+    ) -> int:
+        """Store many pre-signed answers with their re-sign times, one call per partition;
+        each is written only if its record still has the version it was signed from.
+        Returns how many were stored."""
         n = self.partitions(issuer)
-        by_partition: dict[int, list[str | int | bytes]] = {}
-        counts: dict[int, int] = {}
-        for record, answer in items:
-            p = keys.partition_of(record.serial, n)
-            blob = ANSWER_HEADER.pack(answer.this_update, answer.next_update) + answer.der
-            by_partition.setdefault(p, []).extend(
-                (keys.serial_field(record.serial), record.version, blob)
-            )
-            counts[p] = counts.get(p, 0) + 1
+        by_partition: dict[int, list[tuple[CertRecord, PreSigned, int]]] = {}
+        for item in items:
+            by_partition.setdefault(keys.partition_of(item[0].serial, n), []).append(item)
         stored = 0
 
-        async def write(p: int, args: list[str | int | bytes]) -> None:
+        async def write(p: int, group: list[tuple[CertRecord, PreSigned, int]]) -> None:
             nonlocal stored
+            args: list[str | int | bytes] = [len(group)]
+            for record, answer, due_at in group:
+                blob = ANSWER_HEADER.pack(answer.this_update, answer.next_update) + answer.der
+                args.extend(
+                    (keys.serial_field(record.serial), record.version, blob, answer.next_update)
+                )
+                args.append(due_at)
+            answer_keys = [keys.answer(issuer, p, r.serial) for r, _, _ in group]
             # Await first, then add: `stored += await ...` would read `stored` before the
             # await and lose concurrent increments.
             done = int(
                 await self._put_answers(
-                    keys=[keys.certs(issuer, p), keys.answers(issuer, p)], args=[counts[p], *args]
+                    keys=[keys.certs(issuer, p), keys.due(issuer, p), *answer_keys], args=args
                 )
             )
             stored += done
 
         async with trio.open_nursery() as nursery:
-            for p, args in by_partition.items():
-                nursery.start_soon(write, p, args)
+            for p, group in by_partition.items():
+                nursery.start_soon(write, p, group)
         return stored
 
-    async def records_with_answers(
-        self, issuer: str, partition: int, count: int = 500
-    ) -> AsyncIterator[list[tuple[CertRecord, PreSigned | None]]]:
-        """One partition's records with their stored answers, in chunks (HSCAN + HMGET)."""
-        cursor = None
-        while cursor != 0:
-            cursor, found = await self.client.hscan(
-                keys.certs(issuer, partition), cursor=cursor or 0, count=count
+    async def due_serials(
+        self, issuer: str, partition: int, now: int, skip: int, count: int
+    ) -> list[int]:
+        """Serials of one partition whose answer is due by `now` (missing ones first),
+        in due order, after skipping `skip` of them (those a sweep could not store)."""
+        members = await self.client.zrange(
+            keys.due(issuer, partition),
+            "-inf",
+            now,
+            sortby=coredis.PureToken.BYSCORE,
+            offset=skip,
+            count=count,
+        )
+        return [int(_s(m), 16) for m in members]
+
+    async def next_due(self, issuer: str, partition: int, count: int) -> list[int]:
+        """The `count` serials of one partition due soonest, due or not yet."""
+        members = await self.client.zrange(keys.due(issuer, partition), 0, count - 1)
+        return [int(_s(m), 16) for m in members]
+
+    async def count_due(self, issuer: str, partition: int, now: int) -> int:
+        return int(await self.client.zcount(keys.due(issuer, partition), "-inf", now))
+
+    async def drop_due(self, issuer: str, partition: int, serials: Sequence[int]) -> None:
+        """Take serials out of the due index: expired certificates (answered live if
+        anyone still asks) or serials with no record."""
+        if serials:
+            await self.client.zrem(
+                keys.due(issuer, partition), [keys.serial_field(s) for s in serials]
             )
-            if not found:
-                continue
-            fields = list(found.keys())
-            blobs = await self.client.hmget(keys.answers(issuer, partition), fields)
-            yield [
-                (
-                    CertRecord.decode(int(_s(f), 16), found[f]),
-                    None if blob is None else _presigned(blob),
-                )
-                for f, blob in zip(fields, blobs, strict=True)
-            ]
+
+    async def partition_size(self, issuer: str, partition: int) -> int:
+        """Records in one partition (HLEN: constant time)."""
+        return int(await self.client.hlen(keys.certs(issuer, partition)))
+
+    async def get_answers(
+        self, issuer: str, partition: int, serials: Sequence[int]
+    ) -> dict[int, PreSigned]:
+        """The stored answers of some serials of one partition (MGET: one slot)."""
+        if not serials:
+            return {}
+        blobs = await self.client.mget([keys.answer(issuer, partition, s) for s in serials])
+        return {s: _presigned(b) for s, b in zip(serials, blobs, strict=True) if b is not None}
 
     async def get_answer(self, issuer: str, serial: int) -> PreSigned | None:
         p = keys.partition_of(serial, self.partitions(issuer))
-        blob = await self.client.hget(keys.answers(issuer, p), keys.serial_field(serial))
-        return None if blob is None else _presigned(blob)
+        return (await self.get_answers(issuer, p, [serial])).get(serial)
 
     # -- leases ------------------------------------------------------------------------
 
@@ -468,6 +544,13 @@ class Store:
         except (coredis.exceptions.RedisError, OSError) as exc:
             raise StoreError(f"store error taking lease {name}: {exc}") from exc
         return bool(held)
+
+    async def heartbeat(self, group: str, owner: str, ttl_ms: int) -> int:
+        """Say `owner` is alive in `group` for `ttl_ms`; returns the group's live count."""
+        try:
+            return int(await self._heartbeat(keys=[keys.members(group)], args=[owner, ttl_ms]))
+        except (coredis.exceptions.RedisError, OSError) as exc:
+            raise StoreError(f"store error counting the {group} processes: {exc}") from exc
 
     async def drop_lease(self, name: str, owner: str) -> None:
         try:
