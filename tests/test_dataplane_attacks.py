@@ -18,19 +18,13 @@ import pytest
 from .served import cert_status, start_served
 from .service_helpers import get, raw_http, split_response
 from .test_http_protocol import VALID
+from .test_store_faults import issued
 
 SERIAL = 0xA77AC4
 
 
 def issue(served) -> None:
-    status, _ = served.push(
-        {
-            "type": "issued",
-            "issuer": "alpha",
-            "serial": format(SERIAL, "x"),
-            "not_after": "2030-01-01T00:00:00Z",
-        }
-    )
+    status, _ = served.push(issued(SERIAL))
     assert status == 200
 
 

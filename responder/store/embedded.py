@@ -202,6 +202,7 @@ class EmbeddedStore:
         self._server: ValkeyProcess | None = None  # started by this process
         self._adopted: int | None = None  # pid of a server found running, when owner
         self._lock: int | None = None  # the owner.lock descriptor while we own it
+        self._password: str | None = None
         self.port = 0
         self.url = ""
 
@@ -210,13 +211,20 @@ class EmbeddedStore:
         return self._lock is not None
 
     def _secret(self) -> str:
-        path = self.directory / "password"
-        if not path.exists():
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(24))
-        return path.read_text().strip()
+        # Read once: alive() asks every 0.5 s, and the file never changes after creation.
+        if self._password is None:
+            path = self.directory / "password"
+            if not path.exists():
+                self.directory.mkdir(parents=True, exist_ok=True)
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                except FileExistsError:
+                    pass  # another revocd on this state directory made it just now
+                else:
+                    with os.fdopen(fd, "w") as f:
+                        f.write(secrets.token_urlsafe(24))
+            self._password = path.read_text().strip()
+        return self._password
 
     def _take_ownership(self) -> bool:
         if self._lock is not None:
