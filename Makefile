@@ -1,6 +1,7 @@
 # revocd — build, test, run.
 #   make run    the demo on embedded defaults
 #   make test   install what is missing (venv, Debian packages) and run the suite
+#   make unit   the unit tests only (tests/unit: pure rules and codecs, no servers)
 #   make bench  micro-benchmarks and load benchmarks, figures into docs/benchmarks.md
 
 PYTHON ?= python3
@@ -15,7 +16,7 @@ STAMP  := $(VENV)/.revocd-installed
 DEB_PACKAGES := openssl softhsm2 nginx curl wrk apache2-utils prometheus systemd
 DEB_BINARIES := openssl softhsm2-util nginx curl wrk ab promtool systemd-analyze
 
-.PHONY: all venv ext sysdeps test lint typecheck unit run bench clean
+.PHONY: all venv ext sysdeps test lint typecheck unit suite run bench clean
 
 all: venv ext
 
@@ -46,10 +47,15 @@ lint: venv
 typecheck: venv
 	$(PY) -m mypy
 
-unit: venv ext sysdeps
+# The pure rules and codecs, no servers: seconds. (tests/unit)
+unit: venv ext
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# Everything, against real valkey-server, SoftHSM2, openssl, nginx...
+suite: venv ext sysdeps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test: lint typecheck unit
+test: lint typecheck suite
 
 run: venv ext
 	$(VENV)/bin/revocd demo $(DEMO_ARGS)

@@ -31,9 +31,10 @@ from bench_store import events
 from benchdoc import cpu_model, replace_section
 
 from responder import pki
-from responder.answers.sources import IssuerRuntime, single_for_record
-from responder.answers.timing import DAY, Schedule, due_at
+from responder.answers.sources import IssuerRuntime
 from responder.config import IssuerConfig
+from responder.domain.answering import single_for_record
+from responder.domain.timing import DAY, Schedule, due_at
 from responder.ingest import Ingestor
 from responder.ocsp import HashAlgorithm
 from responder.policy import Policy

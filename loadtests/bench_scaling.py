@@ -27,7 +27,7 @@ from revocd_process import start, start_demo, stop
 from crlgen.builder import CrlIssuer, Shard, build_crl
 from responder import pki
 from responder.answers.sources import Answer, AnswerCache
-from responder.answers.timing import Schedule
+from responder.domain.timing import Schedule
 from responder.ocsp import HashAlgorithm, IssuerHashes, SingleAnswer, encode_cert_id
 from responder.ocsp.types import CertStatus, RevocationReason
 from responder.signing import SoftwareSigner

@@ -20,16 +20,16 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 import trio
 
 from .config import IssuerConfig
+from .domain.events import Event, EventType, Outcome
 from .ocsp.types import RevocationReason
 from .policy import ALLOWED_REASONS, allows_hold
 from .store import Store, StoreError
-from .store.keys import partition_of, serial_field
+from .store.keys import partition_of
 
 log = logging.getLogger("revocd.ingest")
 
@@ -51,12 +51,6 @@ _FIELDS = {
 }
 
 
-class EventType(StrEnum):
-    ISSUED = "issued"
-    REVOKED = "revoked"
-    UNREVOKED = "unrevoked"
-
-
 class EventError(ValueError):
     """A rejected event; str() starts with the field name."""
 
@@ -65,40 +59,10 @@ class BatchTooLarge(ValueError):
     pass
 
 
-ResultCode = Literal["applied", "unchanged", "rejected", "failed"]
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    type: EventType
-    issuer: str
-    serial: int
-    not_after: int | None = None
-    revoked_at: int | None = None
-    reason: RevocationReason | None = None
-    invalidity_date: int | None = None
-
-    def script_args(self, crl_shards: int) -> list[str]:
-        """The argument group APPLY_EVENTS expects."""
-
-        def opt(value: int | None) -> str:
-            return "" if value is None else str(value)
-
-        return [
-            self.type.value,
-            serial_field(self.serial),
-            opt(self.not_after),
-            opt(self.revoked_at),
-            "" if self.reason is None else str(int(self.reason)),
-            opt(self.invalidity_date),
-            str(self.serial % crl_shards),
-        ]
-
-
 @dataclass(frozen=True, slots=True)
 class EventResult:
     index: int
-    result: ResultCode
+    result: Outcome
     message: str
     issuer: str | None = None
     serial: int | None = None
@@ -106,7 +70,7 @@ class EventResult:
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {
             "index": self.index,
-            "result": self.result,
+            "result": self.result.value,
             "message": self.message,
         }
         if self.serial is not None:
@@ -251,12 +215,12 @@ class Ingestor:
             try:
                 event = parse_event(raw, self.issuers, now, self.clock_skew)
             except EventError as exc:
-                results[i] = EventResult(i, "rejected", str(exc))
+                results[i] = EventResult(i, Outcome.REJECTED, str(exc))
                 continue
             if allowed_issuers is not None and event.issuer not in allowed_issuers:
                 results[i] = EventResult(
                     i,
-                    "rejected",
+                    Outcome.REJECTED,
                     f"issuer: this token may not push events for {event.issuer!r}",
                     event.issuer,
                     event.serial,
@@ -266,10 +230,7 @@ class Ingestor:
         for result in await self.apply(valid):
             results[result.index] = result
         done = [r for r in results if r is not None]
-        counts = {
-            code: sum(1 for r in done if r.result == code)
-            for code in ("applied", "unchanged", "rejected", "failed")
-        }
+        counts = {code: sum(1 for r in done if r.result == code) for code in Outcome}
         log.info("event batch of %d: %s", len(raw_events), counts)
         return done
 
@@ -293,12 +254,12 @@ class Ingestor:
             crl_shards = self.issuers[issuer].crl_shards
             for start in range(0, len(group), CHUNK):
                 chunk = group[start : start + CHUNK]
-                outcome: list[tuple[str, str]] | None = None
+                outcome: list[tuple[Outcome, str]] | None = None
                 with trio.move_on_at(deadline):
                     async with self._limiter:
                         try:
                             outcome = await self.store.apply_events(
-                                issuer, partition, [e.script_args(crl_shards) for _, e in chunk]
+                                issuer, partition, [e for _, e in chunk], crl_shards
                             )
                         except StoreError as exc:
                             log.error(
@@ -307,7 +268,7 @@ class Ingestor:
                                 partition,
                                 exc,
                             )
-                            outcome = [("failed", f"store: {exc}")] * len(chunk)
+                            outcome = [(Outcome.FAILED, f"store: {exc}")] * len(chunk)
                 if outcome is None:
                     log.error(
                         "events for %s partition %d not acknowledged: no answer from the "
@@ -317,10 +278,13 @@ class Ingestor:
                         budget,
                     )
                     outcome = [
-                        ("failed", f"store: no answer within {budget:.1f} s; not acknowledged")
+                        (
+                            Outcome.FAILED,
+                            f"store: no answer within {budget:.1f} s; not acknowledged",
+                        )
                     ] * len(chunk)
                 for (index, event), (code, message) in zip(chunk, outcome, strict=True):
-                    results.append(EventResult(index, code, message, issuer, event.serial))  # type: ignore[arg-type]
+                    results.append(EventResult(index, code, message, issuer, event.serial))
 
         async with trio.open_nursery() as nursery:
             for (issuer, partition), group in groups.items():

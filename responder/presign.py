@@ -25,9 +25,10 @@ from dataclasses import dataclass
 import trio
 
 from . import metrics
-from .answers.sources import IssuerRuntime, single_for_record
-from .answers.timing import due_at
+from .answers.sources import IssuerRuntime
 from .audit_trail import AuditTrail
+from .domain.answering import single_for_record
+from .domain.timing import due_at
 from .failures import describe, recoverable
 from .ocsp import HashAlgorithm
 from .signing import SignerBusy, SignerError

@@ -33,12 +33,12 @@ from .answers.sources import (
     build_chain,
     follow_changes,
 )
-from .answers.timing import HOUR, Schedule
 from .audit_trail import AuditTrail
 from .config import Config, ConfigError, HsmConfig, IssuerConfig, load_config
 from .control.app import ControlApp
 from .dataplane.app import DataPlane
 from .dataplane.workers import WorkerPool
+from .domain.timing import HOUR, Schedule
 from .http.protocol import Limits
 from .http.server import HttpServer
 from .ingest import Ingestor

@@ -8,8 +8,8 @@ import trio
 from asn1crypto import ocsp as asn1_ocsp
 
 from responder.answers.sources import IssuerRuntime
-from responder.answers.timing import DAY, HOUR, Schedule, due_at
 from responder.config import IssuerConfig
+from responder.domain.timing import DAY, HOUR, Schedule, due_at
 from responder.ingest import Ingestor
 from responder.policy import Policy
 from responder.presign import Presigner, PresignSettings

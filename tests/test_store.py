@@ -404,3 +404,26 @@ def test_no_key_holds_more_than_one_answer(store_url):
     sizes = with_store(store_url, run, issuers={name: config})
     per_cert = sum(sizes.values()) / len(serials)
     assert per_cert < 250, sizes  # no 1,000-byte answers in there
+
+
+def test_lifted_hold_of_a_certificate_revoked_before_issuance_stays_off_crls(store_url):
+    """Found by the domain differential test: a hold pushed before the issuance, lifted,
+    then the issuance reported, used to put the good certificate on the revoked index."""
+    s = fresh()
+
+    async def run(store, ingest):
+        results = await ingest.submit(
+            [
+                revoked(s, "smime", reason="certificateHold"),
+                {"type": "unrevoked", "issuer": "smime", "serial": format(s, "x")},
+                issued(s, "smime"),
+            ]
+        )
+        listed = {r.serial async for r in store.revoked_records("smime")}
+        p = keys.partition_of(s, ISSUERS["smime"].partitions)
+        indexed = await store.client.zscore(keys.revoked("smime", p), keys.serial_field(s))
+        return [(r.result, r.message) for r in results], listed, indexed
+
+    results, listed, indexed = with_store(store_url, run)
+    assert results[-1] == ("applied", "not_after recorded")
+    assert s not in listed and indexed is None

@@ -20,11 +20,12 @@ import trio
 
 from .. import metrics
 from ..config import IssuerConfig, LimitsConfig
+from ..domain.answering import cert_status_name, single_for_record
+from ..domain.timing import Schedule, due_at
 from ..failures import describe, recoverable
 from ..http.protocol import http_date
 from ..ocsp import (
     CertID,
-    CertStatus,
     HashAlgorithm,
     IssuerHashes,
     OCSPRequest,
@@ -33,8 +34,7 @@ from ..ocsp import (
     error_response,
 )
 from ..signing import ResponderIdentity, SignerBusy, SignerError, ValidityExceedsCertificate
-from ..store import CertRecord, PreSigned, Status, Store, StoreError
-from .timing import Schedule, due_at
+from ..store import CertRecord, PreSigned, Store, StoreError
 
 log = logging.getLogger("revocd.answers")
 _FROM_CACHE = metrics.ANSWER_SOURCE.labels("cache")
@@ -150,12 +150,6 @@ class IssuerRuntime:
     @property
     def name(self) -> str:
         return self.config.name
-
-
-def cert_status_name(record: CertRecord | None) -> str:
-    if record is None:
-        return "unknown"
-    return "revoked" if record.status is Status.REVOKED else "good"
 
 
 class IssuerFilter:
@@ -686,25 +680,6 @@ class LiveSigner:
             except Exception as exc:
                 metrics.STORE_ERRORS.labels("write_back").inc()
                 log.debug("write-back failed: %s", exc)
-
-
-def single_for_record(
-    cert_id: bytes, record: CertRecord | None, this_update: int, next_update: int
-) -> SingleAnswer:
-    if record is None:
-        # BR 4.9.9: a serial never reported as issued is never `good`.
-        return SingleAnswer(cert_id, CertStatus.UNKNOWN, this_update, next_update)
-    if record.status is Status.REVOKED:
-        assert record.revoked_at is not None
-        return SingleAnswer(
-            cert_id,
-            CertStatus.REVOKED,
-            this_update,
-            next_update,
-            revoked_at=record.revoked_at,
-            reason=record.reason,
-        )
-    return SingleAnswer(cert_id, CertStatus.GOOD, this_update, next_update)
 
 
 def _single_store_error(exc: BaseException) -> StoreError | None:

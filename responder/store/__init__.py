@@ -1,7 +1,7 @@
 """The status store: one abstraction over the Redis protocol, embedded Valkey by default."""
 
+from ..domain.records import CertRecord, Status
 from .embedded import EmbeddedStore, EmbeddedStoreError, ValkeyProcess, valkey_binary
-from .records import CertRecord, Status
 from .store import Change, DurabilityError, PreSigned, Store, StoreError, open_client
 
 __all__ = [

@@ -25,8 +25,10 @@ from coredis.retry import ConstantRetryPolicy
 from coredis.typing import Node
 
 from ..config import ConfigError, IssuerConfig, StoreConfig
+from ..domain.events import Event, Outcome
+from ..domain.records import CertRecord, Status
 from . import keys
-from .records import CertRecord, Status
+from .records import decode_record, event_args
 from .scripts import (
     APPLY_EVENTS,
     DROP_LEASE,
@@ -331,12 +333,19 @@ class Store:
     # -- events ----------------------------------------------------------------------
 
     async def apply_events(
-        self, issuer: str, partition: int, events: Sequence[Sequence[str]]
-    ) -> list[tuple[str, str]]:
-        """Apply validated events (APPLY_EVENTS argument groups) to one partition, durably."""
-        args: list[str | int] = [issuer, int(time.time()), self.settings.feed_maxlen, len(events)]
+        self,
+        issuer: str,
+        partition: int,
+        events: Sequence[Event],
+        crl_shards: int,
+        now: int | None = None,
+    ) -> list[tuple[Outcome, str]]:
+        """Apply validated events of one partition, in order, durably; an outcome and a
+        message per event (responder/domain/transitions.py says which)."""
+        now = int(time.time()) if now is None else now
+        args: list[str | int] = [issuer, now, self.settings.feed_maxlen, len(events)]
         for event in events:
-            args.extend(event)
+            args.extend(event_args(event, crl_shards))
         try:
             with self.writer.ensure_persistence(
                 self._wait_local, self.settings.replicas, self.settings.durability_timeout_ms
@@ -344,7 +353,7 @@ class Store:
                 raw = await self._apply(
                     keys=[
                         *keys.partition_keys(issuer, partition),
-                        *(keys.answer(issuer, partition, int(e[1], 16)) for e in events),
+                        *(keys.answer(issuer, partition, e.serial) for e in events),
                     ],
                     args=args,
                 )
@@ -353,7 +362,7 @@ class Store:
         except (coredis.exceptions.RedisError, OSError) as exc:
             raise StoreError(f"store error applying events: {exc}") from exc
         flat = [_s(x) for x in raw]
-        return list(zip(flat[0::2], flat[1::2], strict=True))
+        return [(Outcome(c), m) for c, m in zip(flat[0::2], flat[1::2], strict=True)]
 
     # -- reads -----------------------------------------------------------------------
 
@@ -363,7 +372,7 @@ class Store:
             raw = await self.client.hget(keys.certs(issuer, p), keys.serial_field(serial))
         except (coredis.exceptions.RedisError, OSError) as exc:
             raise StoreError(f"store error reading a record: {exc}") from exc
-        return None if raw is None else CertRecord.decode(serial, raw)
+        return None if raw is None else decode_record(serial, raw)
 
     async def get_records(self, issuer: str, serials: Sequence[int]) -> dict[int, CertRecord]:
         """Many records in one round trip per partition, partitions fetched concurrently."""
@@ -379,7 +388,7 @@ class Store:
             )
             for serial, raw in zip(group, raws, strict=True):
                 if raw is not None:
-                    out[serial] = CertRecord.decode(serial, raw)
+                    out[serial] = decode_record(serial, raw)
 
         async with trio.open_nursery() as nursery:
             for p, group in by_partition.items():
@@ -396,7 +405,7 @@ class Store:
         """Every record of an issuer, partition by partition (HSCAN: no long server stalls)."""
         for p in range(self.partitions(issuer)):
             async for field_name, raw in self.client.hscan_iter(keys.certs(issuer, p), count=1000):
-                yield CertRecord.decode(int(_s(field_name), 16), raw)
+                yield decode_record(int(_s(field_name), 16), raw)
 
     async def revoked_records(self, issuer: str) -> AsyncIterator[CertRecord]:
         """Every revoked record of an issuer, partition by partition (for CRLs)."""
@@ -410,8 +419,11 @@ class Store:
                     break
                 raws = await self.client.hmget(keys.certs(issuer, p), members)
                 for member, raw in zip(members, raws, strict=True):
-                    if raw is not None:
-                        yield CertRecord.decode(int(_s(member), 16), raw)
+                    record = None if raw is None else decode_record(int(_s(member), 16), raw)
+                    # The index of a store written before the fix in apply_events.lua may
+                    # list a certificate that is good again: never put it on a CRL.
+                    if record is not None and record.status is Status.REVOKED:
+                        yield record
                 start += READ_CHUNK
 
     async def lookup_many(
@@ -434,7 +446,7 @@ class Store:
             for serial, blob, raw in zip(group, blobs, raws, strict=True):
                 out[serial] = (
                     None if blob is None else _presigned(blob),
-                    None if raw is None else CertRecord.decode(serial, raw),
+                    None if raw is None else decode_record(serial, raw),
                 )
 
         async with trio.open_nursery() as nursery:
@@ -448,7 +460,7 @@ class Store:
         self, issuer: str, record: CertRecord, answer: PreSigned, due_at: int
     ) -> bool:
         """Store a pre-signed answer unless the record changed since it was signed;
-        `due_at` is when it must be re-signed (answers/timing.py: due_at)."""
+        `due_at` is when it must be re-signed (domain/timing.py: due_at)."""
         return await self.put_answers(issuer, [(record, answer, due_at)]) == 1
 
     async def put_answers(

@@ -1,0 +1,41 @@
+"""The pure layers stay pure: importing the domain rules or the OCSP codec loads no
+event loop, no store driver, no HTTP parser and no metrics registry."""
+
+import subprocess
+import sys
+
+FORBIDDEN = ("trio", "anyio", "coredis", "httptools", "hypercorn", "prometheus_client", "pkcs11")
+
+
+def loaded_by(*modules: str) -> set[str]:
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in modules)
+        + "print('\\n'.join(sorted(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def test_domain_imports_no_io_library():
+    loaded = loaded_by(
+        "responder.domain.records",
+        "responder.domain.events",
+        "responder.domain.transitions",
+        "responder.domain.timing",
+        "responder.domain.answering",
+    )
+    assert not {m for m in loaded if m.split(".")[0] in FORBIDDEN}
+    # and nothing of revocd outside the domain and the codec it names values with
+    outside = {
+        m
+        for m in loaded
+        if m.startswith("responder.") and not m.startswith(("responder.domain", "responder.ocsp"))
+    }
+    assert not outside, outside
+
+
+def test_ocsp_codec_imports_no_io_library():
+    loaded = loaded_by("responder.ocsp")
+    assert not {m for m in loaded if m.split(".")[0] in FORBIDDEN}
+    assert not {m for m in loaded if m.startswith("responder.") and "ocsp" not in m}
