@@ -39,3 +39,27 @@ def test_ocsp_codec_imports_no_io_library():
     loaded = loaded_by("responder.ocsp")
     assert not {m for m in loaded if m.split(".")[0] in FORBIDDEN}
     assert not {m for m in loaded if m.startswith("responder.") and "ocsp" not in m}
+
+
+def test_building_the_command_line_loads_no_io_library():
+    code = "import sys, responder.cli as c; c.build_parser(); print('\\n'.join(sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert not {m for m in out.stdout.split() if m.split(".")[0] in FORBIDDEN}
+
+
+def test_no_library_module_imports_a_command_module():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    offenders = []
+    for path in [*(root / "responder").rglob("*.py"), *(root / "crlgen").rglob("*.py")]:
+        rel = path.relative_to(root)
+        if rel.parts[:2] == ("responder", "cli") or rel.name == "__main__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                if module == "cli" or module.startswith("cli.") or "responder.cli" in module:
+                    offenders.append(str(rel))
+    assert not offenders, offenders

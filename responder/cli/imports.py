@@ -1,28 +1,42 @@
-"""`revocd import`: the CLI side of responder.importers."""
+"""`revocd import`: apply an existing CA's history as events (responder/importers.py)."""
 
 import argparse
 import hashlib
 import sys
 from pathlib import Path
 
-import trio
 
-from .audit_trail import record_command
-from .config import ConfigError, load_config
-from .importers import (
-    ImportError_,
-    ImportReport,
-    certificate_events,
-    crl_events,
-    index_events,
-    run_import,
-)
-from .ingest import Ingestor
-from .store import StoreError
-from .store.connect import open_configured_store
+def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    imp = sub.add_parser(
+        "import",
+        help="import an OpenSSL index.txt, a CRL or a directory of certificates",
+        description="Apply an existing CA's history as events; importing twice changes nothing.",
+    )
+    imp.add_argument("-c", "--config", required=True, help="revocd.toml")
+    imp.add_argument("--issuer", required=True, help="issuer name from the config")
+    imp.add_argument("kind", choices=["index", "crl", "certs"], help="what PATH holds")
+    imp.add_argument("path", help="index.txt, CRL file (DER or PEM), or certificate directory")
+    imp.set_defaults(handler=run)
 
 
-def run_import_command(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: building the parser must stay light.
+    import trio
+
+    from ..audit_trail import record_command
+    from ..config import ConfigError, load_config
+    from ..importers import (
+        ImportError_,
+        ImportReport,
+        certificate_events,
+        crl_events,
+        index_events,
+        run_import,
+    )
+    from ..ingest import Ingestor
+    from ..store import StoreError
+    from ..store.connect import open_configured_store
+
     try:
         config = load_config(args.config)
     except ConfigError as exc:

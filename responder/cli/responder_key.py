@@ -30,10 +30,10 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
 
     check = actions.add_parser("check", help="days left on each responder certificate")
     check.add_argument("-c", "--config", required=True)
-    keys.set_defaults(handler=_run)
+    keys.set_defaults(handler=run)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from .keyactions import run
+def run(args: argparse.Namespace) -> int:
+    from ..keyactions import run
 
     return run(args)
