@@ -29,10 +29,10 @@ from urllib.parse import urlsplit
 import trio
 from cryptography import x509
 
-from responder import metrics
-from responder.audit_trail import AuditTrail
+from responder.audit.trail import AuditTrail
 from responder.config import IssuerConfig
 from responder.failures import describe, recoverable
+from responder.observability import metrics
 from responder.policy import DEFAULT_CRL_RETENTION
 from responder.signing import Signer
 from responder.store import CertRecord, Change, Status, Store, StoreError

@@ -20,7 +20,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 
-from responder import metrics
+from responder.observability import metrics
 
 log = logging.getLogger("revocd.crl")
 

@@ -22,7 +22,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp as x509_ocsp
 
-from responder import pki
 from responder.ocsp import (
     CertStatus,
     HashAlgorithm,
@@ -33,6 +32,7 @@ from responder.ocsp import (
 )
 from responder.ocsp.fast import REQUEST_COMPILED, RESPONSE_COMPILED, request_codec, response_codec
 from responder.signing import SoftwareSigner
+from responder.testing import pki
 
 
 def rate(fn: Callable[[], object], seconds: float, repeats: int = 5) -> float:

@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 from crlgen import _entries_py
 from crlgen.builder import CrlIssuer, Shard, build_crl, crl_extensions, entry_args
-from responder import pki
 from responder.ocsp.types import RevocationReason
 from responder.signing import SoftwareSigner
 from responder.store import CertRecord, Status
+from responder.testing import pki
 
 OPENSSL_CNF = """
 [ ca ]

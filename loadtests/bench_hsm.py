@@ -25,7 +25,6 @@ from pathlib import Path
 import trio
 from benchdoc import replace_section
 
-from responder import pki
 from responder.answers.sources import IssuerRuntime
 from responder.config import IssuerConfig
 from responder.ingest import Ingestor
@@ -34,6 +33,7 @@ from responder.presign import Presigner, PresignSettings
 from responder.signing import ResponderIdentity, SoftwareSigner
 from responder.signing.pkcs11 import Pkcs11KeyRef, Pkcs11Signer, generate_key
 from responder.store import Store, ValkeyProcess
+from responder.testing import pki
 
 MODULES = ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so")
 PIN = "1234"

@@ -30,7 +30,6 @@ import trio
 from bench_store import events
 from benchdoc import cpu_model, replace_section
 
-from responder import pki
 from responder.answers.sources import IssuerRuntime
 from responder.config import IssuerConfig
 from responder.domain.answering import single_for_record
@@ -41,6 +40,7 @@ from responder.policy import Policy
 from responder.presign import Presigner, PresignSettings
 from responder.signing import ResponderIdentity, SoftwareSigner
 from responder.store import PreSigned, Store, ValkeyProcess, keys
+from responder.testing import pki
 
 PARTITIONS = 64
 

@@ -25,7 +25,6 @@ from ocsp_requests import get_path, ocsp_request
 from revocd_process import start, start_demo, stop
 
 from crlgen.builder import CrlIssuer, Shard, build_crl
-from responder import pki
 from responder.answers.sources import Answer, AnswerCache
 from responder.domain.timing import Schedule
 from responder.ocsp import HashAlgorithm, IssuerHashes, SingleAnswer, encode_cert_id
@@ -33,6 +32,7 @@ from responder.ocsp.types import CertStatus, RevocationReason
 from responder.signing import SoftwareSigner
 from responder.store import CertRecord, Status
 from responder.store.embedded import free_port
+from responder.testing import pki
 
 
 def request_path(hashes: IssuerHashes, serial: int) -> str:

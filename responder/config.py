@@ -151,7 +151,7 @@ class PresignConfig:
 
 @dataclass(frozen=True)
 class AuditConfig:
-    """The security/audit log (see responder/audit.py)."""
+    """The security/audit log (see responder/audit/log.py)."""
 
     enabled: bool = True
     file: Path | None = None  # None: state_dir/audit.log

@@ -24,11 +24,11 @@ from pathlib import Path
 import trio
 from cryptography import x509
 
-from . import pki
 from .config import load_config
 from .failures import describe, recoverable
 from .presign import presign_issuer
 from .service import Running, run_service
+from .testing import pki
 
 log = logging.getLogger("revocd.demo")
 POPULATE_RETRY = 30.0

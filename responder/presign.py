@@ -24,12 +24,12 @@ from dataclasses import dataclass
 
 import trio
 
-from . import metrics
 from .answers.sources import IssuerRuntime
-from .audit_trail import AuditTrail
+from .audit.trail import AuditTrail
 from .domain.answering import single_for_record
 from .domain.timing import due_at
 from .failures import describe, recoverable
+from .observability import metrics
 from .ocsp import HashAlgorithm
 from .signing import SignerBusy, SignerError
 from .store import CertRecord, PreSigned, Status, Store

@@ -24,7 +24,7 @@ from cryptography import x509
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from . import __version__, metrics
+from . import __version__
 from .answers.sources import (
     AnswerCache,
     IssuerRuntime,
@@ -33,7 +33,7 @@ from .answers.sources import (
     build_chain,
     follow_changes,
 )
-from .audit_trail import AuditTrail
+from .audit.trail import AuditTrail
 from .config import Config, ConfigError, HsmConfig, IssuerConfig, load_config
 from .control.app import ControlApp
 from .dataplane.app import DataPlane
@@ -42,10 +42,11 @@ from .domain.timing import HOUR, Schedule
 from .http.protocol import Limits
 from .http.server import HttpServer
 from .ingest import Ingestor
-from .logs import WORKER_ENV, setup_logging
-from .ops_summary import log_summaries
+from .keys.lifecycle import CertificateWatcher
+from .observability import metrics
+from .observability.logs import WORKER_ENV, setup_logging
+from .observability.summary import log_summaries
 from .presign import Presigner, PresignSettings
-from .responder_keys import CertificateWatcher
 from .signing import ResponderConfigError, ResponderIdentity, Signer, SignerError, SoftwareSigner
 from .signing.pkcs11 import Pkcs11KeyRef, Pkcs11Signer
 

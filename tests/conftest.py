@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from responder import pki
+from responder.testing import pki
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from responder import pki
+from responder.testing import pki
 
 
 def other_issuer_dir(directory: Path, test_pki) -> Path:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from asn1crypto import ocsp as asn1_ocsp
 
-from responder import pki
 from responder.ocsp import HashAlgorithm, IssuerHashes
 from responder.store.embedded import free_port
+from responder.testing import pki
 
 from . import reqbuild as rb
 from .service_helpers import Proc, start

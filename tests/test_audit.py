@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from responder.audit import AuditLog, record_hash, verify
+from responder.audit.log import AuditLog, record_hash, verify
 
 
 def write_log(path: Path, count: int = 20, **kw) -> AuditLog:
@@ -211,7 +211,7 @@ def test_a_flood_of_refused_tokens_is_summed_up_not_written_one_by_one(tmp_path)
     a minute per source and one record with the count of the rest."""
     import trio
 
-    from responder.audit_trail import AuditTrail
+    from responder.audit.trail import AuditTrail
 
     trail = AuditTrail(AuditLog(tmp_path / "audit.log", fsync=False))
     now = [1000.0]

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from responder.audit import verify
+from responder.audit.log import verify
 
 from .served import now_iso, start_served
 
@@ -135,7 +135,7 @@ def test_unwritable_audit_log_refuses_events_until_it_recovers(served):
 
 
 def test_responder_certificate_close_to_expiry_is_an_anomaly(tmp_path, test_pki):
-    from responder import pki
+    from responder.testing import pki
 
     s = start_served(
         tmp_path / "short",

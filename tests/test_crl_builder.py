@@ -12,10 +12,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtensionOID
 
 from crlgen.builder import CrlIssuer, Shard, build_crl
-from responder import pki
 from responder.ocsp.types import RevocationReason
 from responder.signing import SoftwareSigner
 from responder.store import CertRecord, Status
+from responder.testing import pki
 
 from .conftest import openssl
 

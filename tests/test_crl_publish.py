@@ -9,10 +9,10 @@ from cryptography.hazmat.primitives import serialization
 
 from crlgen.builder import CrlIssuer, Shard, build_crl
 from crlgen.publish import Checks, DirectoryOrigin, PublishRefused, crl_number
-from responder import pki
 from responder.ocsp.types import RevocationReason
 from responder.signing import SoftwareSigner
 from responder.store import CertRecord, Status
+from responder.testing import pki
 
 from .conftest import openssl
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-import responder.metrics  # noqa: F401  (registers every revocd metric)
+import responder.observability.metrics  # noqa: F401  (registers every revocd metric)
 
 from .conftest import require_tool
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prometheus_client.metrics import MetricWrapperBase
 
-import responder.metrics as metrics
+import responder.observability.metrics as metrics
 
 ROOT = Path(__file__).parent.parent
 DOCS = ROOT / "docs"

@@ -7,9 +7,9 @@ import time
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from responder import pki
 from responder.signing.pkcs11 import Pkcs11KeyRef, Pkcs11Signer
 from responder.store.embedded import free_port
+from responder.testing import pki
 
 from .conftest import openssl
 from .hsm import build_shim

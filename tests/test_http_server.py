@@ -12,9 +12,9 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from responder import metrics
 from responder.http.protocol import Limits, Request, Response
 from responder.http.server import HttpServer
+from responder.observability import metrics
 
 from .test_http_protocol import mutated
 

@@ -10,14 +10,15 @@ import pytest
 import trio
 import trio.testing
 
-from responder import metrics, pki
 from responder.answers.sources import Answer, IssuerRuntime, LiveSigner, Query
 from responder.config import IssuerConfig
 from responder.dataplane.app import DataPlane
 from responder.http.protocol import Request
+from responder.observability import metrics
 from responder.ocsp import CertID, HashAlgorithm, OCSPRequest, ResponseStatus
 from responder.signing import ResponderIdentity, SoftwareSigner
 from responder.store import CertRecord, Status
+from responder.testing import pki
 
 
 class SlowSigner:

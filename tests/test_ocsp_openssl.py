@@ -3,9 +3,9 @@
 import pytest
 from asn1crypto import ocsp as asn1_ocsp
 
-from responder import pki
 from responder.ocsp import CertStatus, RevocationReason
 from responder.signing import ResponderIdentity, SoftwareSigner
+from responder.testing import pki
 
 from .conftest import PkiFiles, openssl
 from .ocsp_helpers import answer_request, write

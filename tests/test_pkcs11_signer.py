@@ -10,11 +10,11 @@ import trio
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding
 
-from responder import pki
 from responder.ocsp import CertStatus
 from responder.signing import ResponderIdentity, SignerBusy, SignerError
 from responder.signing import algorithms as algs
 from responder.signing.pkcs11 import Pkcs11KeyRef, Pkcs11Signer
+from responder.testing import pki
 
 from .conftest import openssl
 from .hsm import build_shim

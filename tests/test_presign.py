@@ -147,9 +147,10 @@ def test_answers_left_close_to_expiry_are_an_anomaly(valkey_standalone, test_pki
     re-signing; the stale answer left in place is reported (metric and audit record)."""
     import json
 
-    from responder import metrics, pki
-    from responder.audit import AuditLog
-    from responder.audit_trail import AuditTrail
+    from responder.audit.log import AuditLog
+    from responder.audit.trail import AuditTrail
+    from responder.observability import metrics
+    from responder.testing import pki
 
     short = pki.make_responder(test_pki.issuer, days=2)
     name = "nearexp" + str(time.monotonic_ns() % 10**6)

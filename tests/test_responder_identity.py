@@ -9,7 +9,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from responder import pki
 from responder.ocsp import CertStatus, IssuerHashes, SingleAnswer
 from responder.signing import (
     ResponderConfigError,
@@ -17,6 +16,7 @@ from responder.signing import (
     SoftwareSigner,
     ValidityExceedsCertificate,
 )
+from responder.testing import pki
 
 
 def _responder_without(issuer: pki.Issued, drop: str) -> pki.Issued:

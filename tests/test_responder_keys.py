@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from responder.audit import verify
+from responder.audit.log import verify
 
 from .served import start_served
 
@@ -124,7 +124,7 @@ def test_file_key_rotation_switches_a_running_responder(tmp_path, test_pki):
 
 
 def test_check_flags_certificates_close_to_expiry(tmp_path, test_pki):
-    from responder import pki
+    from responder.testing import pki
 
     short = pki.make_responder(test_pki.issuer, days=10)
     s = start_served(tmp_path / "chk", test_pki, workers=1, responder=short)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from responder.audit import verify
+from responder.audit.log import verify
 
 from .served import TOKENS, now_iso, start_served
 

@@ -8,7 +8,7 @@ from asn1crypto import ocsp as asn1_ocsp
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from responder import pki
+from responder.testing import pki
 
 from .served import now_iso, start_served
 from .service_helpers import get, split_response, start

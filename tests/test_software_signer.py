@@ -5,9 +5,9 @@ import trio
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from responder import pki
 from responder.signing import SignerError, SoftwareSigner
 from responder.signing import algorithms as algs
+from responder.testing import pki
 
 DATA = b"to be signed" * 10
 

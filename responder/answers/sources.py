@@ -18,12 +18,12 @@ from typing import Protocol
 
 import trio
 
-from .. import metrics
 from ..config import IssuerConfig, LimitsConfig
 from ..domain.answering import cert_status_name, single_for_record
 from ..domain.timing import Schedule, due_at
 from ..failures import describe, recoverable
 from ..http.protocol import http_date
+from ..observability import metrics
 from ..ocsp import (
     CertID,
     HashAlgorithm,

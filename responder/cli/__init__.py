@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable, Sequence
 
 from .. import __version__
-from ..logs import FORMAT_ENV, setup_logging
+from ..observability.logs import FORMAT_ENV, setup_logging
 from . import audit, crl, demo, imports, presign, push, responder_key, serve
 
 # In `revocd --help` order.

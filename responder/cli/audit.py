@@ -5,7 +5,7 @@ import datetime
 import json
 import sys
 
-from ..audit import Finding, verify
+from ..audit.log import Finding, verify
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     # Imported here, not at the top: building the parser must stay light.
     import trio
 
-    from ..audit_trail import record_command
+    from ..audit.trail import record_command
     from ..config import ConfigError, load_config
     from ..importers import (
         ImportError_,

@@ -34,6 +34,6 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..keyactions import run
+    from ..keys.actions import run
 
     return run(args)

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         workers = args.workers or load_config(args.config).server.workers
         if workers > 1:
             # Before anything imports prometheus_client's registry (service does).
-            from ..metrics_export import enable_multiprocess
+            from ..observability.export import enable_multiprocess
 
             enable_multiprocess()
         from ..service import serve_forever

@@ -21,12 +21,12 @@ from typing import Any
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from .. import metrics
 from ..answers.sources import IssuerRuntime
-from ..audit_trail import AuditTrail, Entry
+from ..audit.trail import AuditTrail, Entry
 from ..config import TokenConfig
 from ..ingest import BatchTooLarge, EventError, Ingestor, parse_serial
-from ..metrics_export import exposition
+from ..observability import metrics
+from ..observability.export import exposition
 from ..store import Store, StoreError
 from . import strictjson
 

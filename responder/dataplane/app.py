@@ -14,9 +14,9 @@ from pathlib import Path
 
 import trio
 
-from .. import metrics
 from ..answers.sources import Answer, AnswerCache, AnswerSource, Query
 from ..http.protocol import Request, Response, date_header, http_date, plain
+from ..observability import metrics
 from ..ocsp import MalformedRequest, ResponseStatus, decode_get, decode_request
 from .crlfiles import CrlFiles
 

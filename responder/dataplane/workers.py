@@ -18,8 +18,8 @@ from typing import Any
 
 import trio
 
-from .. import metrics
-from ..metrics_export import process_exited
+from ..observability import metrics
+from ..observability.export import process_exited
 
 log = logging.getLogger("revocd.workers")
 

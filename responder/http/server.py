@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from .. import metrics
+from ..observability import metrics
 from .protocol import (
     CONTINUE,
     Connection,

@@ -29,7 +29,7 @@ from typing import Any
 import trio
 from asn1crypto import keys as asn1_keys
 
-from .. import metrics
+from ..observability import metrics
 from . import algorithms
 from .base import SignerBusy, SignerError
 from .software import read_passphrase

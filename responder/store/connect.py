@@ -6,9 +6,9 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from .. import metrics
 from ..config import Config
 from ..failures import describe, recoverable
+from ..observability import metrics
 from .embedded import EmbeddedStore
 from .store import Store
 

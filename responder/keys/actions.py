@@ -8,18 +8,18 @@ from pathlib import Path
 import trio
 from cryptography import x509
 
-from .audit_trail import record_command
-from .config import Config, ConfigError, IssuerConfig, load_config
-from .responder_keys import (
+from ..audit.trail import record_command
+from ..config import Config, ConfigError, IssuerConfig, load_config
+from ..service import hsm_key_ref
+from ..signing import Signer, SignerError, SoftwareSigner
+from ..signing.pkcs11 import Pkcs11KeyRef, Pkcs11Signer, generate_key
+from .lifecycle import (
     WARN_DAYS,
     cert_summary,
     csr_for_signer,
     generate_file_key,
     install_certificate,
 )
-from .service import hsm_key_ref
-from .signing import Signer, SignerError, SoftwareSigner
-from .signing.pkcs11 import Pkcs11KeyRef, Pkcs11Signer, generate_key
 
 
 def _issuer(config: Config, name: str) -> IssuerConfig:

@@ -19,12 +19,13 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from . import metrics, pki
-from .answers.sources import IssuerRuntime
-from .audit_trail import AuditTrail, Entry
-from .config import ConfigError, IssuerConfig
-from .signing import ResponderConfigError, ResponderIdentity, Signer, SoftwareSigner
-from .signing.identity import check_delegated_responder
+from ..answers.sources import IssuerRuntime
+from ..audit.trail import AuditTrail, Entry
+from ..config import ConfigError, IssuerConfig
+from ..observability import metrics
+from ..signing import ResponderConfigError, ResponderIdentity, Signer, SoftwareSigner
+from ..signing.identity import check_delegated_responder
+from ..testing import pki
 
 log = logging.getLogger("revocd.keys")
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import trio
 
-from . import metrics
-from .audit import AuditLog, operator_name
-from .config import Config
+from ..config import Config
+from ..observability import metrics
+from .log import AuditLog, operator_name
 
 log = logging.getLogger("revocd.audit")
 

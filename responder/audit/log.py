@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .control import strictjson
+from ..control import strictjson
 
 log = logging.getLogger("revocd.audit")
 

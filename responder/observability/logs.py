@@ -3,7 +3,7 @@
 Services (`serve`, `presign`, `crl run`) log JSON by default so log shippers need no
 parsing rules; interactive commands log text. `--log-format` or REVOCD_LOG_FORMAT
 overrides either. Structured values go in `extra={"fields": {...}}` and become
-top-level keys. The security/audit stream is separate (responder/audit.py).
+top-level keys. The security/audit stream is separate (responder/audit/log.py).
 """
 
 import json

@@ -4,8 +4,8 @@ With `server.workers > 1` every worker counts in its own process. prometheus_cli
 multiprocess mode keeps each process's values in memory-mapped files in one directory
 and the control plane's /metrics sums them: counters and histograms add up across
 workers (and keep the counts of workers that exited), gauges use the mode declared in
-responder/metrics.py (connections and queue depths add up over live processes; expiry
-times take the minimum). The mode must be chosen before prometheus_client is imported,
+responder/observability/metrics.py (connections and queue depths add up over live
+processes; expiry times take the minimum). The mode must be chosen before prometheus_client is imported,
 so `revocd serve` enables it first thing when it will start workers.
 """
 
