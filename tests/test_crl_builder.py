@@ -235,7 +235,7 @@ def test_hsm_signed_crl_verifies(softhsm, test_pki, tmp_path):
 def test_crl_hsm_table_opens_the_token_key(softhsm, test_pki, tmp_path):
     """[issuers.x.crl.hsm] reaches the key in the token; a wrong PIN names the table."""
     from responder.config import ConfigError, load_config
-    from responder.service import crl_signer
+    from responder.roles.wiring import crl_signer
     from responder.signing.pkcs11 import Pkcs11KeyRef, Pkcs11Signer
 
     (tmp_path / "issuer.pem").write_bytes(test_pki.issuer.cert_pem)

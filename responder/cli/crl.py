@@ -22,7 +22,7 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
 
 def run(args: argparse.Namespace) -> int:
     from ..config import ConfigError
-    from ..service import crl_command
+    from ..roles.crl import crl_command
 
     try:
         return crl_command(

@@ -19,6 +19,6 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo import run_demo
+    from ..roles.demo import run_demo
 
     return run_demo(args)

@@ -18,7 +18,7 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
 
 def run(args: argparse.Namespace) -> int:
     from ..config import ConfigError
-    from ..service import presign_forever
+    from ..roles.presign import presign_forever
 
     try:
         return presign_forever(args.config, once=args.once, metrics_port=args.metrics_port)

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
             from ..observability.export import enable_multiprocess
 
             enable_multiprocess()
-        from ..service import serve_forever
+        from ..roles.serve import serve_forever
 
         return serve_forever(args.config, workers=args.workers, presign=args.presign, crl=args.crl)
     except ConfigError as exc:

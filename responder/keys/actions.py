@@ -10,7 +10,6 @@ from cryptography import x509
 
 from ..audit.trail import record_command
 from ..config import Config, ConfigError, IssuerConfig, load_config
-from ..service import hsm_key_ref
 from ..signing import Signer, SignerError, SoftwareSigner
 from ..signing.pkcs11 import Pkcs11KeyRef, Pkcs11Signer, generate_key
 from .lifecycle import (
@@ -18,6 +17,7 @@ from .lifecycle import (
     cert_summary,
     csr_for_signer,
     generate_file_key,
+    hsm_key_ref,
     install_certificate,
 )
 

@@ -21,10 +21,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 from ..answers.sources import IssuerRuntime
 from ..audit.trail import AuditTrail, Entry
-from ..config import ConfigError, IssuerConfig
+from ..config import ConfigError, HsmConfig, IssuerConfig
 from ..observability import metrics
 from ..signing import ResponderConfigError, ResponderIdentity, Signer, SoftwareSigner
 from ..signing.identity import check_delegated_responder
+from ..signing.pkcs11 import Pkcs11KeyRef
 from ..testing import pki
 
 log = logging.getLogger("revocd.keys")
@@ -214,3 +215,16 @@ class CertificateWatcher:
             cert.not_valid_after_utc.isoformat(),
         )
         return True
+
+
+def hsm_key_ref(hsm: HsmConfig) -> Pkcs11KeyRef:
+    """The configured place of a PKCS#11 key, in the form the signer opens it."""
+    return Pkcs11KeyRef(
+        hsm.module,
+        key_label=hsm.key_label,
+        key_id=hsm.key_id,
+        token_label=hsm.token_label,
+        token_serial=hsm.token_serial,
+        pin_file=hsm.pin_file,
+        pin_env=hsm.pin_env,
+    )

@@ -5,8 +5,9 @@ multiprocess mode keeps each process's values in memory-mapped files in one dire
 and the control plane's /metrics sums them: counters and histograms add up across
 workers (and keep the counts of workers that exited), gauges use the mode declared in
 responder/observability/metrics.py (connections and queue depths add up over live
-processes; expiry times take the minimum). The mode must be chosen before prometheus_client is imported,
-so `revocd serve` enables it first thing when it will start workers.
+processes; expiry times take the minimum). The mode must be chosen before
+prometheus_client is imported, so `revocd serve` enables it first thing when it will
+start workers.
 """
 
 import atexit

@@ -24,11 +24,11 @@ from pathlib import Path
 import trio
 from cryptography import x509
 
-from .config import load_config
-from .failures import describe, recoverable
-from .presign import presign_issuer
-from .service import Running, run_service
-from .testing import pki
+from ..config import load_config
+from ..failures import describe, recoverable
+from ..presign import presign_issuer
+from ..testing import pki
+from .serve import Running, run_service
 
 log = logging.getLogger("revocd.demo")
 POPULATE_RETRY = 30.0
@@ -91,7 +91,7 @@ def prepare_softhsm(directory: Path) -> str:
 
     from cryptography.hazmat.primitives import serialization
 
-    from .signing.pkcs11 import Pkcs11KeyRef, Pkcs11Signer, generate_key
+    from ..signing.pkcs11 import Pkcs11KeyRef, Pkcs11Signer, generate_key
 
     util = shutil.which("softhsm2-util")
     module = next((m for m in SOFTHSM_MODULES if Path(m).exists()), None)

@@ -1,0 +1,39 @@
+"""`revocd presign`: the pre-signer alone, for deployments that run it separately."""
+
+import logging
+from pathlib import Path
+
+import trio
+
+from ..audit.trail import AuditTrail
+from ..config import load_config
+from ..store.connect import open_configured_store
+from .system import serve_metrics, until_signalled
+from .wiring import config_summary, issuer_runtime, presigner
+
+log = logging.getLogger("revocd.service")
+
+
+def presign_forever(
+    config_path: str | Path, once: bool = False, metrics_port: int | None = None
+) -> int:
+    """`revocd presign`: the pre-signer alone, for deployments that run it separately."""
+    config = load_config(config_path)
+    serve_metrics(metrics_port, config.control.host)
+
+    async def main() -> None:
+        issuers = [issuer_runtime(i) for i in config.issuers.values()]
+        async with open_configured_store(config) as store:
+            trail = AuditTrail.from_config(config)
+            await trail.started("presign", config_summary(config))
+            signer = presigner(config, store, issuers, trail)
+            if once:
+                await signer.sweep()
+            else:
+                await signer.run()
+
+    try:
+        trio.run(until_signalled, main)
+    except KeyboardInterrupt:  # before the signal receiver is in place
+        log.info("stopped")
+    return 0

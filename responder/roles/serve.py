@@ -1,0 +1,250 @@
+"""`revocd serve`: the control plane, the data plane (in this process, or in supervised
+worker processes sharing the port), and the background work (pre-signer, CRL
+generator, certificate and store watchers), all in one nursery.
+
+With `server.workers > 1`, worker processes each run a data plane on the same port
+(SO_REUSEPORT) with their own cache and change subscription, and this process keeps
+the control plane.
+"""
+
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from ..answers.sources import (
+    AnswerCache,
+    IssuerRuntime,
+    LoopLag,
+    MissBatcher,
+    build_chain,
+    follow_changes,
+)
+from ..audit.trail import AuditTrail
+from ..config import Config, ConfigError, load_config
+from ..control.app import ControlApp
+from ..dataplane.app import DataPlane
+from ..dataplane.workers import WorkerPool
+from ..http.protocol import Limits
+from ..http.server import HttpServer
+from ..ingest import Ingestor
+from ..keys.lifecycle import CertificateWatcher
+from ..observability.logs import WORKER_ENV, setup_logging
+from ..observability.summary import log_summaries
+from ..store import Store
+from ..store.connect import open_configured_store
+from .system import data_socket, raise_fd_limit, stop_on_signals
+from .wiring import (
+    config_summary,
+    crl_generator,
+    crl_schedule,
+    issuer_runtime,
+    presigner,
+    watch_store,
+)
+
+log = logging.getLogger("revocd.service")
+
+
+@dataclass
+class Running:
+    """What a started service exposes to its caller (the demo, tests)."""
+
+    store: Store
+    ingest: Ingestor
+    issuers: list[IssuerRuntime]
+    data_port: int
+    control_port: int
+    audit: AuditTrail
+
+
+async def run_data_plane(
+    config: Config,
+    store: Store,
+    issuers: list[IssuerRuntime],
+    sock: socket.socket,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        cache = AnswerCache(config.server.cache_entries)
+        batcher = MissBatcher(store)
+        nursery.start_soon(batcher.run)
+        nursery.start_soon(follow_changes, store, cache)
+        limits = config.server.limits
+        loop = LoopLag(limits.live_sign_loop_lag_ms / 1000)
+        nursery.start_soon(loop.run)
+        chain = build_chain(
+            issuers,
+            cache,
+            store,
+            batcher,
+            nursery,
+            live_max_pending=limits.live_sign_max_pending,
+            live_deadline=limits.live_sign_deadline_ms / 1000,
+            loop=loop,
+        )
+        crl_dir = config.server.crl_dir
+        plane = DataPlane(
+            chain,
+            config.server.ocsp_path,
+            crl_dir,
+            cache=cache,
+            crl_republish=crl_schedule(config),
+            max_age_cap=config.server.cache_max_age_seconds,
+            shed_pause=limits.shed_pause_ms / 1000,
+        )
+        server = HttpServer(
+            plane,
+            Limits(
+                max_header_bytes=limits.max_header_bytes,
+                max_body_bytes=limits.max_body_bytes,
+                header_timeout=limits.header_timeout,
+                body_timeout=limits.body_timeout,
+                send_timeout=limits.send_timeout,
+                idle_timeout=limits.idle_timeout,
+                max_connections=limits.max_connections,
+                max_pipelined=limits.max_pipelined,
+            ),
+            fast=plane.fast,
+            hold=loop.hold,
+        )
+        nursery.start_soon(plane.flush_metrics)
+        listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+        await nursery.start(server.serve, [listener])
+        task_status.started()
+
+
+def _worker_main(config_path: str, store_url: str, port: int, index: int, ready: object) -> None:
+    """A data plane worker process (spawned): its own socket on the shared port."""
+    os.environ[WORKER_ENV] = str(index)
+    setup_logging("INFO")
+    config = load_config(config_path)
+    raise_fd_limit()
+    sock = data_socket(config.server.host, port, True)
+
+    async def main() -> None:
+        async with Store.open(store_url, config.store) as store:
+            await store.register_issuers(config.issuers.values())
+            issuers = [issuer_runtime(i) for i in config.issuers.values()]
+            async with trio.open_nursery() as nursery:
+                await nursery.start(run_data_plane, config, store, issuers, sock)
+                nursery.start_soon(CertificateWatcher(issuers).run)
+                nursery.start_soon(watch_store, store)
+                if config.server.log_summary_seconds:
+                    nursery.start_soon(log_summaries, config.server.log_summary_seconds)
+                ready.set()  # type: ignore[attr-defined]
+
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(main)
+
+
+async def run_service(
+    config: Config,
+    on_ready: Callable[[Running], Awaitable[None]] | None = None,
+    task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    issuers = [issuer_runtime(i) for i in config.issuers.values()]
+    fds = raise_fd_limit()
+    if fds < config.server.limits.max_connections + 256:
+        log.warning(
+            "open-files limit %d is below server.limits.max_connections %d; connections beyond "
+            "it will be refused by the kernel",
+            fds,
+            config.server.limits.max_connections,
+        )
+    if config.server.crl_dir is not None:
+        config.server.crl_dir.mkdir(parents=True, exist_ok=True)
+    trail = AuditTrail.from_config(config)
+    if not await trail.started("serve", config_summary(config)):
+        raise ConfigError(f"audit.file: cannot write {config.audit_file}")
+    async with open_configured_store(config) as store:
+        ingest = Ingestor(store, config.issuers, config.clock_skew_seconds)
+        sock = data_socket(config.server.host, config.server.port, config.server.workers > 1)
+        data_port = sock.getsockname()[1]
+        pool = None
+        if config.server.workers > 1:
+            if config.source is None:
+                raise ConfigError("server.workers: more than one worker needs a config file")
+            pool = WorkerPool(
+                config.server.workers, _worker_main, (str(config.source), store.url, data_port)
+            )
+        control = ControlApp(
+            store,
+            ingest,
+            issuers,
+            config.tokens,
+            config.control.max_body_bytes,
+            audit=trail,
+            data_plane=(lambda: (pool.serving, pool.count)) if pool is not None else None,
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                if pool is None:
+                    await nursery.start(run_data_plane, config, store, issuers, sock)
+                else:
+                    await nursery.start(pool.run)
+                    # The workers listen on the port now; this socket only reserved it.
+                    sock.close()
+                hconf = HypercornConfig()
+                hconf.bind = [f"{config.control.host}:{config.control.port}"]
+                hconf.accesslog = None
+                hconf.errorlog = logging.getLogger("revocd.control.server")
+                nursery.start_soon(stop_on_signals, nursery.cancel_scope)
+                nursery.start_soon(CertificateWatcher(issuers, audit=trail).run)
+                nursery.start_soon(trail.flush_suppressed)
+                nursery.start_soon(watch_store, store)
+                if config.server.log_summary_seconds:
+                    nursery.start_soon(log_summaries, config.server.log_summary_seconds)
+                crls = crl_generator(config, store, trail) if config.server.crl_generator else None
+                if crls is not None:
+                    await nursery.start(crls.run)
+                if config.presign.enabled:
+                    nursery.start_soon(presigner(config, store, issuers, trail).run)
+                binds = await nursery.start(hypercorn_serve, control, hconf)
+                control_port = int(binds[0].rsplit(":", 1)[1])
+                running = Running(store, ingest, issuers, data_port, control_port, trail)
+                log.info(
+                    "revocd ready: data plane http://%s:%d%s (%d worker(s)), control plane %s",
+                    config.server.host,
+                    data_port,
+                    config.server.ocsp_path,
+                    config.server.workers,
+                    binds[0],
+                )
+                task_status.started(running)
+                if on_ready is not None:
+                    await on_ready(running)
+        finally:
+            sock.close()
+            with trio.CancelScope(shield=True):
+                await trail.record("service.stopped", role="serve")
+
+
+def serve_forever(
+    config_path: str | Path,
+    workers: int | None = None,
+    presign: bool = True,
+    crl: bool = True,
+) -> int:
+    """`revocd serve`; --no-presign and --no-crl leave those to `revocd presign` and
+    `revocd crl run` deployments of their own."""
+    config = load_config(config_path)
+    if workers is not None:
+        if not 1 <= workers <= 256:
+            raise ConfigError("--workers: must be between 1 and 256")
+        config = replace(config, server=replace(config.server, workers=workers))
+    if not presign:
+        config = replace(config, presign=replace(config.presign, enabled=False))
+    if not crl:
+        config = replace(config, server=replace(config.server, crl_generator=False))
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the signal receiver
+        trio.run(run_service, config)
+    log.info("stopped")
+    return 0

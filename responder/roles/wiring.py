@@ -1,0 +1,179 @@
+"""From configuration to the running objects the roles wire together: issuers with their
+signers and schedules, the CRL generator, the pre-signer; and what an auditor is told a
+process started with."""
+
+import hashlib
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+from cryptography import x509
+
+from .. import __version__
+from ..answers.sources import IssuerRuntime
+from ..audit.trail import AuditTrail
+from ..config import Config, ConfigError, IssuerConfig
+from ..domain.timing import HOUR, Schedule
+from ..keys.lifecycle import hsm_key_ref
+from ..observability import metrics
+from ..presign import Presigner, PresignSettings
+from ..signing import ResponderConfigError, ResponderIdentity, Signer, SignerError, SoftwareSigner
+from ..signing.pkcs11 import Pkcs11Signer
+from ..store import Store
+from ..store.leases import Leases
+
+if TYPE_CHECKING:
+    from crlgen.generator import CrlGenerator
+
+log = logging.getLogger("revocd.service")
+
+
+def issuer_runtime(issuer: IssuerConfig) -> IssuerRuntime:
+    """Load the signing key and certificates of an issuer and check they fit together."""
+    assert issuer.cert is not None
+    where = f"issuers.{issuer.name}."
+    signer: Signer
+    if issuer.hsm is not None:
+        hsm = issuer.hsm
+        ref = hsm_key_ref(hsm)
+        try:
+            signer = Pkcs11Signer(
+                ref,
+                rsa_padding=issuer.rsa_padding,
+                timeout=hsm.timeout_ms / 1000,
+                queue_size=hsm.queue_size,
+            ).start()
+        except SignerError as exc:
+            raise ConfigError(f"{where}hsm: {exc}") from exc
+    else:
+        key_path = issuer.responder_key or issuer.key
+        if key_path is None:
+            raise ConfigError(
+                f"{where}key: give the issuer key, responder_certificate and responder_key, "
+                "or an [hsm] table"
+            )
+        try:
+            signer = SoftwareSigner.from_pem_file(
+                key_path,
+                passphrase_file=issuer.key_passphrase_file,
+                passphrase_env=issuer.key_passphrase_env,
+                rsa_padding=issuer.rsa_padding,  # type: ignore[arg-type]
+            )
+        except SignerError as exc:
+            which = "responder_key" if issuer.responder_key else "key"
+            raise ConfigError(f"{where}{which}: {exc}") from exc
+    responder_cert = None
+    if issuer.responder_certificate is not None:
+        try:
+            responder_cert = x509.load_pem_x509_certificate(
+                issuer.responder_certificate.read_bytes()
+            )
+        except ValueError as exc:
+            raise ConfigError(f"{where}responder_certificate: not a PEM certificate") from exc
+    try:
+        identity = ResponderIdentity(signer, issuer.cert, responder_cert)
+    except ResponderConfigError as exc:
+        raise ConfigError(f"{where}responder_certificate: {exc}") from exc
+    return IssuerRuntime(
+        issuer,
+        identity,
+        Schedule(validity=issuer.validity_hours * HOUR - 1),
+        echo_nonce=issuer.nonce == "echo",
+        unknown_is_unauthorized=issuer.unknown == "unauthorized",
+    )
+
+
+def config_summary(config: Config) -> dict[str, object]:
+    """What an auditor needs to know about the configuration a process started with."""
+    digest = None
+    if config.source is not None:
+        digest = hashlib.sha256(config.source.read_bytes()).hexdigest()
+    return {
+        "config_file": str(config.source) if config.source else None,
+        "config_sha256": digest,
+        "issuers": sorted(config.issuers),
+        "tokens": {t.name: sorted(t.issuers) for t in config.tokens.values()},
+        "version": __version__,
+    }
+
+
+async def watch_store(store: Store, interval: float = 5.0) -> None:
+    """revocd_store_up for dashboards and the StoreUnreachable alert."""
+    was_up = True
+    while True:
+        up = False
+        with trio.move_on_after(2):
+            try:
+                up = await store.ping()
+            except Exception:  # any failure to ping is "down"; the reason is logged once
+                log.debug("store ping failed", exc_info=True)
+        metrics.STORE_UP.set(1 if up else 0)
+        if up != was_up:
+            (log.info if up else log.error)("store %s", "reachable again" if up else "unreachable")
+            was_up = up
+        await trio.sleep(interval)
+
+
+def crl_signer(issuer: IssuerConfig) -> Signer:
+    """The key that signs an issuer's CRLs (the issuer's own), from a file or an HSM."""
+    assert issuer.crl is not None
+    where = f"issuers.{issuer.name}.crl."
+    crl = issuer.crl
+    try:
+        if crl.hsm is not None:
+            h = crl.hsm
+            return Pkcs11Signer(
+                hsm_key_ref(h), timeout=h.timeout_ms / 1000, queue_size=h.queue_size
+            ).start()
+        assert crl.key is not None
+        return SoftwareSigner.from_pem_file(
+            crl.key, passphrase_file=crl.key_passphrase_file, passphrase_env=crl.key_passphrase_env
+        )
+    except SignerError as exc:
+        raise ConfigError(f"{where}{'hsm' if crl.hsm else 'key'}: {exc}") from exc
+
+
+def crl_generator(
+    config: Config, store: Store, audit: AuditTrail | None = None
+) -> "CrlGenerator | None":
+    from crlgen.generator import CrlGenerator, issuer_crls
+
+    crl_dir = config.server.crl_dir or config.state_dir / "crl"
+    issuers = []
+    for issuer in config.issuers.values():
+        if issuer.crl is None:
+            continue
+        try:
+            issuers.append(issuer_crls(issuer, crl_signer(issuer), crl_dir))
+        except ValueError as exc:
+            raise ConfigError(f"issuers.{issuer.name}.crl: {exc}") from exc
+    if not issuers:
+        return None
+    return CrlGenerator(store, issuers, audit, Leases(store, config.store.lease_seconds))
+
+
+def crl_schedule(config: Config) -> dict[str, int]:
+    """CRL file name -> seconds between its planned publications."""
+    from crlgen.generator import file_name, shard_url
+
+    out = {}
+    for issuer in config.issuers.values():
+        if issuer.crl is not None:
+            for shard in range(max(1, issuer.crl_shards)):
+                out[file_name(shard_url(issuer.crl.url, shard))] = issuer.crl.republish_hours * 3600
+    return out
+
+
+def presigner(
+    config: Config, store: Store, issuers: list[IssuerRuntime], audit: AuditTrail
+) -> Presigner:
+    """The pre-signer of `revocd serve` and of `revocd presign`, sharing the partitions
+    with any other revocd process on the store by leases."""
+    settings = PresignSettings(
+        config.presign.sweep_interval_seconds,
+        config.presign.batch,
+        config.presign.concurrency,
+    )
+    return Presigner(
+        store, issuers, settings, audit=audit, leases=Leases(store, config.store.lease_seconds)
+    )
