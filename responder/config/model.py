@@ -1,0 +1,216 @@
+"""The configuration model: frozen dataclasses, an Enum for every choice, and each
+default written once, here, with its range and the reason for it.
+
+`setting(default, low, high, key=...)` is a field the loader (load.py) reads from the
+TOML file: `key` when the TOML spelling differs from the field's name, `low`/`high`
+the accepted range of a number. docs/config.md documents every key, and
+tests/unit/test_config_docs.py checks that its defaults are these.
+"""
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from ..http.protocol import Limits as HttpLimits
+from ..policy import Policy
+
+_HTTP = HttpLimits()
+
+
+def setting(
+    default: Any, low: float | None = None, high: float | None = None, key: str | None = None
+) -> Any:
+    return field(default=default, metadata={"low": low, "high": high, "key": key})
+
+
+class RsaPadding(StrEnum):
+    PKCS1V15 = "pkcs1v15"  # what every OCSP client verifies
+    PSS = "pss"
+
+
+class NoncePolicy(StrEnum):
+    ECHO = "echo"  # RFC 9654: a request's nonce is echoed (the answer is signed live)
+    IGNORE = "ignore"  # nonces ignored: every answer may come from the cache
+
+
+class UnknownAnswer(StrEnum):
+    UNKNOWN = "unknown"  # RFC 6960: a serial never issued is `unknown` (BR 4.9.9)
+    UNAUTHORIZED = "unauthorized"  # or an `unauthorized` error, as some CAs prefer
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    url: str = setting("")  # empty: the embedded valkey-server under state_dir
+    replicas: int = setting(0, 0, 16)  # replicas that must hold a write before the ack
+    # Time an acknowledgement may wait for WAITAOF: beyond it the events are `failed`.
+    durability_timeout_ms: int = setting(2000, 10, 60_000)
+    # Entries kept per partition's change stream (enough for any subscriber's restart).
+    feed_maxlen: int = setting(100_000, 100, 10_000_000)
+    # Several revocd processes on one store split the pre-signing by partition leases;
+    # a dead process's share is taken over within this many seconds.
+    lease_seconds: int = setting(30, 2, 3600)
+
+
+@dataclass(frozen=True)
+class HsmConfig:
+    """A signing key in a PKCS#11 module."""
+
+    module: str
+    token_label: str | None = setting(None)
+    token_serial: str | None = setting(None)
+    key_label: str | None = setting(None)
+    key_id: bytes | None = None  # read as hex by the loader
+    pin_file: Path | None = None
+    pin_env: str | None = setting(None)
+    # A signature the module has not returned by then is an error (tryLater live).
+    timeout_ms: int = setting(2000, 10, 60_000)
+    # Signatures waiting for the module; beyond it live requests get tryLater at once.
+    queue_size: int = setting(10_000, 1, 1_000_000)
+
+
+@dataclass(frozen=True)
+class CrlConfig:
+    """How an issuer's CRLs are made and where they go."""
+
+    key: Path | None = None  # the issuer's key, which signs its CRLs...
+    hsm: HsmConfig | None = None  # ...or the same key in a PKCS#11 module
+    key_passphrase_file: Path | None = None
+    key_passphrase_env: str | None = setting(None)
+    url: str = ""  # full CRL (one shard) or shard URL template with {shard}; required
+    # nextUpdate - thisUpdate; BR 4.9.7: at most 10 days for subscriber CRLs.
+    validity_hours: int = setting(168, 1, 239)
+    # Planned publication interval; BR 4.9.7: at least every 7 days. The loader lowers
+    # the default to half the validity when the validity is short.
+    republish_hours: int = setting(72, 1, 168)
+    # Revocations arriving within this long are published in one CRL.
+    debounce_seconds: float = setting(2.0, 0, 3600)
+    retention_days: int | None = setting(None, 0, 36500)  # None: the policy's default
+    s3_bucket: str | None = setting(None)  # also publish to S3-compatible storage
+    s3_prefix: str = setting("")
+    s3_endpoint_url: str | None = setting(None)
+    s3_region: str | None = setting(None)
+
+
+@dataclass(frozen=True)
+class IssuerConfig:
+    name: str
+    certificate: Path
+    policy: Policy = setting(Policy.TLS)
+    # Store partitions: fixed once registered; docs/store.md "Sizing" (16,384 slots).
+    partitions: int = setting(64, 1, 16384)
+    crl_shards: int = setting(1, 1, 4096)
+    cert: x509.Certificate | None = field(default=None, compare=False, repr=False)
+    key: Path | None = None  # the issuer signs its own answers
+    responder_certificate: Path | None = None  # or a delegated responder does
+    responder_key: Path | None = None
+    key_passphrase_file: Path | None = None
+    key_passphrase_env: str | None = setting(None)
+    rsa_padding: RsaPadding = setting(RsaPadding.PKCS1V15)
+    # Answer validity; BR 4.9.10: between 8 hours and 10 days.
+    validity_hours: int = setting(96, 8, 240)
+    nonce: NoncePolicy = setting(NoncePolicy.ECHO)
+    unknown: UnknownAnswer = setting(UnknownAnswer.UNKNOWN)
+    hsm: HsmConfig | None = None
+    crl: CrlConfig | None = None
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """[server.limits]: what one data plane worker allows (docs/dataplane.md, "Limits")."""
+
+    # The HTTP limits' defaults, and why each is what it is, are in http/protocol.py.
+    max_header_bytes: int = setting(_HTTP.max_header_bytes, 1024, 1 << 20)
+    max_body_bytes: int = setting(_HTTP.max_body_bytes, 512, 1 << 20)
+    header_timeout: float = setting(_HTTP.header_timeout, 1, 300, key="header_timeout_seconds")
+    body_timeout: float = setting(_HTTP.body_timeout, 1, 300, key="body_timeout_seconds")
+    send_timeout: float = setting(_HTTP.send_timeout, 1, 300, key="send_timeout_seconds")
+    idle_timeout: float = setting(_HTTP.idle_timeout, 1, 3600, key="idle_timeout_seconds")
+    max_connections: int = setting(_HTTP.max_connections, 1, 1_000_000)
+    max_pipelined: int = setting(_HTTP.max_pipelined, 1, 1024)
+    # Live signing admission: answers being signed now, and how long one may take
+    # before the client gets tryLater instead (under the second a client waits, with
+    # room for a store fetch during a mass revocation's re-signing).
+    live_sign_max_pending: int = setting(256, 1, 1_000_000)
+    live_sign_deadline_ms: int = setting(800, 10, 60_000)
+    # While the event loop runs this late, live signatures are shed: keeps cached GETs
+    # (and everything else) within tens of milliseconds under a flood of nonce POSTs.
+    live_sign_loop_lag_ms: int = setting(5, 1, 60_000)
+    # A connection answered tryLater is not read again for this long (at most the
+    # Retry-After it was given), so a client that retries at once cannot keep a core
+    # busy with refusals.
+    shed_pause_ms: int = setting(500, 0, 1000)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = setting("127.0.0.1")  # loopback until an operator chooses otherwise
+    port: int = setting(8080, 0, 65535)  # 0: any free port
+    workers: int = setting(1, 1, 256)
+    ocsp_path: str = setting("/")
+    crl_dir: Path | None = None  # None: <state_dir>/crl
+    # Answers and records in each worker's memory: about 2 KB each.
+    cache_entries: int = setting(1_000_000, 0, 100_000_000)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    log_summary_seconds: int = setting(60, 0, 86400)  # 0: no periodic summary line
+    # Upper bound on max-age (0: to the next re-sign or planned publication); a CDN
+    # serves an answer that changed for at most this long.
+    cache_max_age_seconds: int = setting(0, 0, 7 * 86400)
+    crl_generator: bool = setting(True)  # false: a separate `revocd crl run` publishes
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    host: str = setting("127.0.0.1")
+    port: int = setting(8081, 0, 65535)
+    # A batch of 10,000 events is about 1.5 MB of JSON.
+    max_body_bytes: int = setting(8 * 1024 * 1024, 1024, 256 * 1024 * 1024)
+
+
+@dataclass(frozen=True)
+class PresignConfig:
+    enabled: bool = setting(True)
+    # How often the due index is read; with nothing due a sweep is cheap.
+    sweep_interval_seconds: int = setting(300, 1, 86400)
+    batch: int = setting(256, 1, 10_000)  # answers per signing batch and store write
+    concurrency: int = setting(4, 1, 256)  # batches in flight
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """The security/audit log (see responder/audit/log.py)."""
+
+    enabled: bool = setting(True)
+    file: Path | None = None  # None: state_dir/audit.log
+    max_bytes: int = setting(256 * 1024 * 1024, 64 * 1024, 1 << 40)  # then rotated
+    fsync: bool = setting(True)  # a record is on disk before the 200
+    revocation_burst_per_minute: int = setting(1000, 1, 10_000_000)
+    answer_expiry_warning_hours: int = setting(4, 1, 24 * 30)
+
+
+@dataclass(frozen=True)
+class TokenConfig:
+    name: str
+    sha256: str
+    issuers: frozenset[str]  # "*" for every issuer
+
+
+@dataclass(frozen=True)
+class Config:
+    state_dir: Path
+    store: StoreConfig
+    issuers: dict[str, IssuerConfig]
+    source: Path | None = None
+    # How far in the future an event's times may be (clocks of CA and revocd differ).
+    clock_skew_seconds: int = setting(300, 0, 3600)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    tokens: dict[str, TokenConfig] = field(default_factory=dict)
+    presign: PresignConfig = field(default_factory=PresignConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+
+    @property
+    def audit_file(self) -> Path:
+        return self.audit.file or self.state_dir / "audit.log"
