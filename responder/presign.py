@@ -19,7 +19,7 @@ meanwhile is discarded rather than stored.
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import trio
@@ -32,9 +32,10 @@ from .failures import describe, recoverable
 from .observability import metrics
 from .ocsp import HashAlgorithm
 from .signing import SignerBusy, SignerError
-from .store import CertRecord, PreSigned, Status, Store
+from .store import CertRecord, PreSigned, Status
 from .store.keys import partition_of
 from .store.leases import Leases
+from .store.protocols import PresignStore
 
 log = logging.getLogger("revocd.presign")
 
@@ -66,12 +67,16 @@ class Presigner:
 
     def __init__(
         self,
-        store: Store,
+        store: PresignStore,
         issuers: Sequence[IssuerRuntime],
         settings: PresignSettings | None = None,
         audit: AuditTrail | None = None,
         leases: Leases | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        # Wall-clock time (thisUpdate, nextUpdate, due times), injected so that unit
+        # tests can fix it; durations use the monotonic clock.
+        self.clock = clock
         self.audit = audit
         # With leases, this process signs only the partitions it holds a lease for, so
         # several revocd processes on one store sign each answer once between them.
@@ -152,7 +157,7 @@ class Presigner:
         oldest: int | None = None
         chunk = self.settings.batch * self.settings.concurrency
         for issuer in self.issuers.values():
-            now = int(time.time())
+            now = int(self.clock())
             # The earliest nextUpdate left standing: answers not due, and due answers
             # whose replacement was not stored (signer busy or failing).
             soonest: int | None = None
@@ -205,12 +210,12 @@ class Presigner:
                 await self._note_soonest(issuer, soonest)
         self.oldest_this_update = oldest
         if oldest is not None:
-            metrics.PRESIGN_OLDEST_AGE.set(int(time.time()) - oldest)
+            metrics.PRESIGN_OLDEST_AGE.set(int(self.clock()) - oldest)
         log.info("pre-sign sweep: %d answers stored in %.1f s", stored, time.monotonic() - started)
         return stored
 
     async def _note_soonest(self, issuer: IssuerRuntime, next_update: int) -> None:
-        left = next_update - int(time.time())
+        left = next_update - int(self.clock())
         metrics.ANSWER_SOONEST_EXPIRY.labels(issuer.name).set(left)
         if self.audit is None:
             return
@@ -252,7 +257,7 @@ class Presigner:
         """Sign SHA-1-CertID answers (what RFC 9919 clients ask for) and store them."""
         if not records:
             return 0
-        now = int(time.time())
+        now = int(self.clock())
         this_update, next_update = issuer.schedule.window(now)
         items: list[tuple[CertRecord, PreSigned, int]] = []
         for record in records:
@@ -317,6 +322,6 @@ class Presigner:
                     log.warning("re-signing changed certificates failed: %s", describe(exc))
 
 
-async def presign_issuer(store: Store, issuer: IssuerRuntime) -> int:
+async def presign_issuer(store: PresignStore, issuer: IssuerRuntime) -> int:
     """One full pass for one issuer (the demo's start-up)."""
     return await Presigner(store, [issuer]).sweep()

@@ -427,3 +427,33 @@ def test_lifted_hold_of_a_certificate_revoked_before_issuance_stays_off_crls(sto
     results, listed, indexed = with_store(store_url, run)
     assert results[-1] == ("applied", "not_after recorded")
     assert s not in listed and indexed is None
+
+
+def test_a_dead_store_raises_store_unavailable(tmp_path):
+    """Every public store coroutine leaves with StoreError when the server is gone, so
+    callers answer tryLater or 503 instead of meeting a driver error."""
+    from responder.store import StoreUnavailable
+
+    server = ValkeyProcess(tmp_path / "v").start()
+
+    async def main():
+        async with Store.open(server.url, StoreConfig(url=server.url)) as store:
+            await store.register_issuers(ISSUERS.values())
+            server.kill()
+            got = []
+            for call in (
+                lambda: store.get_records("tls", [1, 2, 3]),
+                lambda: store.get_record("tls", 1),
+                lambda: store.due_serials("tls", 0, 0, 0, 10),
+                lambda: store.take_lease("x", "me", 1000),
+            ):
+                try:
+                    await call()
+                except StoreUnavailable as exc:
+                    got.append(type(exc))
+            return got
+
+    try:
+        assert trio.run(main) == [StoreUnavailable] * 4
+    finally:
+        server.kill()

@@ -2,7 +2,8 @@
 
 from ..domain.records import CertRecord, Status
 from .embedded import EmbeddedStore, EmbeddedStoreError, ValkeyProcess, valkey_binary
-from .store import Change, DurabilityError, PreSigned, Store, StoreError, open_client
+from .errors import DurabilityError, StoreError, StoreUnavailable
+from .store import Change, PreSigned, Store, open_client
 
 __all__ = [
     "CertRecord",
@@ -14,6 +15,7 @@ __all__ = [
     "Status",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "ValkeyProcess",
     "open_client",
     "valkey_binary",

@@ -27,7 +27,8 @@ from collections.abc import Callable, Sequence
 
 import trio
 
-from .store import Store, StoreError
+from .errors import StoreError
+from .protocols import LeaseStorage
 
 log = logging.getLogger("revocd.leases")
 
@@ -44,7 +45,7 @@ def owner_id() -> str:
 class Leases:
     def __init__(
         self,
-        store: Store,
+        store: LeaseStorage,
         ttl: float = LEASE_TTL,
         owner: str | None = None,
         clock: Callable[[], float] = trio.current_time,

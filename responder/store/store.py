@@ -28,6 +28,7 @@ from ..config import ConfigError, IssuerConfig, StoreConfig
 from ..domain.events import Event, Outcome
 from ..domain.records import CertRecord, Status
 from . import keys
+from .errors import StoreError, maps_driver_errors
 from .records import decode_record, event_args
 from .scripts import (
     APPLY_EVENTS,
@@ -44,14 +45,6 @@ log = logging.getLogger("revocd.store")
 
 ANSWER_HEADER = struct.Struct(">qq")  # this_update, next_update
 READ_CHUNK = 5000
-
-
-class StoreError(RuntimeError):
-    """The store is unreachable or refused an operation."""
-
-
-class DurabilityError(StoreError):
-    """A write was not confirmed on disk / on replicas in time: it is not acknowledged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +167,10 @@ async def open_client(url: str, settings: StoreConfig) -> AsyncIterator[tuple[An
     raise ConfigError(f"store.url: unsupported scheme {scheme_in!r}")
 
 
+@maps_driver_errors
 class Store:
-    """Status store for revocd over the Redis protocol."""
+    """Status store for revocd over the Redis protocol. Every public coroutine raises
+    only StoreError (errors.py) for what the store or the network did."""
 
     def __init__(
         self,
@@ -346,21 +341,16 @@ class Store:
         args: list[str | int] = [issuer, now, self.settings.feed_maxlen, len(events)]
         for event in events:
             args.extend(event_args(event, crl_shards))
-        try:
-            with self.writer.ensure_persistence(
-                self._wait_local, self.settings.replicas, self.settings.durability_timeout_ms
-            ):
-                raw = await self._apply(
-                    keys=[
-                        *keys.partition_keys(issuer, partition),
-                        *(keys.answer(issuer, partition, e.serial) for e in events),
-                    ],
-                    args=args,
-                )
-        except coredis.exceptions.PersistenceError as exc:
-            raise DurabilityError(f"write not confirmed durable: {exc}") from exc
-        except (coredis.exceptions.RedisError, OSError) as exc:
-            raise StoreError(f"store error applying events: {exc}") from exc
+        with self.writer.ensure_persistence(
+            self._wait_local, self.settings.replicas, self.settings.durability_timeout_ms
+        ):
+            raw = await self._apply(
+                keys=[
+                    *keys.partition_keys(issuer, partition),
+                    *(keys.answer(issuer, partition, e.serial) for e in events),
+                ],
+                args=args,
+            )
         flat = [_s(x) for x in raw]
         return [(Outcome(c), m) for c, m in zip(flat[0::2], flat[1::2], strict=True)]
 
@@ -368,10 +358,7 @@ class Store:
 
     async def get_record(self, issuer: str, serial: int) -> CertRecord | None:
         p = keys.partition_of(serial, self.partitions(issuer))
-        try:
-            raw = await self.client.hget(keys.certs(issuer, p), keys.serial_field(serial))
-        except (coredis.exceptions.RedisError, OSError) as exc:
-            raise StoreError(f"store error reading a record: {exc}") from exc
+        raw = await self.client.hget(keys.certs(issuer, p), keys.serial_field(serial))
         return None if raw is None else decode_record(serial, raw)
 
     async def get_records(self, issuer: str, serials: Sequence[int]) -> dict[int, CertRecord]:
@@ -551,34 +538,22 @@ class Store:
 
     async def take_lease(self, name: str, owner: str, ttl_ms: int) -> bool:
         """Hold lease `name` for `ttl_ms` from now (taken, or extended if ours)."""
-        try:
-            held = await self._take_lease(keys=[keys.lease(name)], args=[owner, ttl_ms])
-        except (coredis.exceptions.RedisError, OSError) as exc:
-            raise StoreError(f"store error taking lease {name}: {exc}") from exc
+        held = await self._take_lease(keys=[keys.lease(name)], args=[owner, ttl_ms])
         return bool(held)
 
     async def heartbeat(self, group: str, owner: str, ttl_ms: int) -> int:
         """Say `owner` is alive in `group` for `ttl_ms`; returns the group's live count."""
-        try:
-            return int(await self._heartbeat(keys=[keys.members(group)], args=[owner, ttl_ms]))
-        except (coredis.exceptions.RedisError, OSError) as exc:
-            raise StoreError(f"store error counting the {group} processes: {exc}") from exc
+        return int(await self._heartbeat(keys=[keys.members(group)], args=[owner, ttl_ms]))
 
     async def drop_lease(self, name: str, owner: str) -> None:
-        try:
-            await self._drop_lease(keys=[keys.lease(name)], args=[owner])
-        except (coredis.exceptions.RedisError, OSError) as exc:
-            raise StoreError(f"store error dropping lease {name}: {exc}") from exc
+        await self._drop_lease(keys=[keys.lease(name)], args=[owner])
 
     async def fence_crl_number(self, issuer: str, shard: int, number: int) -> int:
         """The CRL number to publish: `number`, or just above the highest any process
         recorded for this shard, recorded before it is used. So numbers grow across
         processes and after a takeover, whatever each process's origin or clock says."""
         for _ in range(8):
-            try:
-                got = await self._fence_crl(keys=[keys.crl_number(issuer, shard)], args=[number])
-            except (coredis.exceptions.RedisError, OSError) as exc:
-                raise StoreError(f"store error recording a CRL number: {exc}") from exc
+            got = await self._fence_crl(keys=[keys.crl_number(issuer, shard)], args=[number])
             if _s(got) == "ok":
                 return number
             number = int(_s(got)) + 1
