@@ -1,6 +1,6 @@
 """Pure-Python twin of ext/crl_entries.pyx: DER of CRL entries and of the TBSCertList.
 
-Both twins produce identical bytes for identical arguments (tests/test_crl_entries.py).
+Both twins produce identical bytes for identical arguments (tests/integration/test_crl_entries.py).
 Times are Unix seconds. RFC 5280 section 5.1.2.4: UTCTime through 2049, GeneralizedTime
 from 2050; invalidityDate is always GeneralizedTime (section 5.3.2). A negative `reason`
 or `invalidity` leaves that entry extension out.

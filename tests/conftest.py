@@ -1,4 +1,10 @@
-"""Shared fixtures: a real demo PKI on disk, and real openssl."""
+"""Shared fixtures: a real demo PKI on disk, and real openssl.
+
+The suite is in three parts: tests/unit (pure rules and codecs, no servers, seconds:
+`make unit`), tests/integration (one part of revocd against the real thing: valkey-server,
+SoftHSM2, openssl, nginx), tests/e2e (revocd processes as an operator runs them; all
+marked `slow`). `make test` runs all three.
+"""
 
 import os
 import shutil
@@ -11,6 +17,12 @@ import pytest
 from responder.testing import pki
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.slow)
 
 
 def require_tool(name: str) -> str:

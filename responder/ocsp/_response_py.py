@@ -2,7 +2,7 @@
 
 The functions take plain values (epoch seconds, pre-encoded CertIDs) and
 return DER. Both twins must produce identical bytes for identical arguments;
-tests/test_response_differential.py checks that.
+tests/integration/test_response_differential.py checks that.
 
 Conventions: a negative `reason` omits revocationReason, a negative
 `next_update` omits nextUpdate, status 0/1/2 is good/revoked/unknown.

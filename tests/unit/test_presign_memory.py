@@ -1,6 +1,6 @@
 """The pre-signer on the in-memory store with a fixed clock: what is due is signed, once,
 and again when its re-sign time comes; changes make answers due; nothing expired or
-signed from an old status is stored. (tests/test_presign.py runs it on Valkey.)"""
+signed from an old status is stored. (tests/integration/test_presign.py runs it on Valkey.)"""
 
 import time
 from pathlib import Path

@@ -1,6 +1,6 @@
 """The store's Lua (apply_events.lua) and the domain rules agree on random event
 sequences: the same records, outcomes, messages, revoked index, due index and feed.
-The Lua runs in-process here (tests/lua_host.py); tests/test_transitions_valkey.py runs
+The Lua runs in-process here (tests/lua_host.py); tests/integration/test_transitions_valkey.py runs
 the same check on a real valkey-server."""
 
 from hypothesis import given, settings
