@@ -6,34 +6,7 @@ from 2050; invalidityDate is always GeneralizedTime (section 5.3.2). A negative 
 or `invalidity` leaves that entry extension out.
 """
 
-from responder.ocsp._response_py import (
-    MAX_TIME,
-    MIN_TIME,
-    civil,
-    der_header,
-    generalized_time,
-)
-
-_REASON_OID = bytes.fromhex("0603551d15")  # id-ce-cRLReasons 2.5.29.21
-_INVALIDITY_OID = bytes.fromhex("0603551d18")  # id-ce-invalidityDate 2.5.29.24
-UTC_LIMIT = 2524608000  # 2050-01-01: from here GeneralizedTime
-
-
-def x509_time(t: int) -> bytes:
-    """Time (RFC 5280 section 4.1.2.5): UTCTime through 2049, GeneralizedTime after."""
-    if t < MIN_TIME or t > MAX_TIME:
-        raise ValueError("time outside 1950..9999")
-    year, month, day, hour, minute, second = civil(t)
-    if t < UTC_LIMIT:
-        return b"\x17\x0d" + b"%02d%02d%02d%02d%02d%02dZ" % (
-            year % 100,
-            month,
-            day,
-            hour,
-            minute,
-            second,
-        )
-    return b"\x18\x0f" + b"%04d%02d%02d%02d%02d%02dZ" % (year, month, day, hour, minute, second)
+from responder.ocsp.der import CRL_REASON, INVALIDITY_DATE, der_header, generalized_time, x509_time
 
 
 def encode_entry(serial: int, revoked_at: int, reason: int, invalidity: int) -> bytes:
@@ -46,9 +19,9 @@ def encode_entry(serial: int, revoked_at: int, reason: int, invalidity: int) -> 
     if reason >= 0:
         if reason > 10 or reason == 7 or reason == 0:
             raise ValueError("reason code must be 1..10 except 7; unspecified is left out")
-        exts += b"\x30\x0a" + _REASON_OID + b"\x04\x03\x0a\x01" + bytes((reason,))
+        exts += b"\x30\x0a" + CRL_REASON + b"\x04\x03\x0a\x01" + bytes((reason,))
     if invalidity >= 0:
-        exts += b"\x30\x18" + _INVALIDITY_OID + b"\x04\x11" + generalized_time(invalidity)
+        exts += b"\x30\x18" + INVALIDITY_DATE + b"\x04\x11" + generalized_time(invalidity)
     if exts:
         body += der_header(0x30, len(exts)) + exts
     return der_header(0x30, len(body)) + body

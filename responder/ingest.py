@@ -26,6 +26,7 @@ import trio
 
 from .config import IssuerConfig
 from .domain.events import Event, EventType, Outcome
+from .ocsp.der import MAX_TIME, MIN_TIME  # the times revocd can write
 from .ocsp.types import RevocationReason
 from .policy import ALLOWED_REASONS, allows_hold
 from .store import Store, StoreError
@@ -41,8 +42,6 @@ CHUNK = 500  # events per store call
 # of it is answered `failed` (the control plane promises an answer within the
 # durability timeout plus one second; this leaves room to write the audit records).
 BATCH_MARGIN = 0.5
-MIN_TIME = -631152000  # 1950-01-01, the earliest GeneralizedTime revocd writes
-MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 _FIELDS = {
     "issued": {"type", "issuer", "serial", "not_after"},

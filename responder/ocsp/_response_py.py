@@ -8,53 +8,11 @@ Conventions: a negative `reason` omits revocationReason, a negative
 `next_update` omits nextUpdate, status 0/1/2 is good/revoked/unknown.
 """
 
-# Seconds from 0001-01-01 to 9999-12-31T23:59:59, the span GeneralizedTime
-# with four-digit years can carry; revocd only needs 1950..9999.
-MIN_TIME = -631152000  # 1950-01-01T00:00:00Z
-MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z
+from .der import MAX_TIME, MIN_TIME, OCSP_BASIC, OCSP_NONCE, der_header, generalized_time
 
-_NONCE_OID = bytes.fromhex("06092b0601050507300102")
-_BASIC_OID = bytes.fromhex("06092b0601050507300101")
-
-
-def der_header(tag: int, length: int) -> bytes:
-    """Tag and definite, minimal length octets."""
-    if length < 0x80:
-        return bytes((tag, length))
-    if length < 0x100:
-        return bytes((tag, 0x81, length))
-    if length < 0x10000:
-        return bytes((tag, 0x82, length >> 8, length & 0xFF))
-    if length < 0x1000000:
-        return bytes((tag, 0x83, length >> 16, (length >> 8) & 0xFF, length & 0xFF))
-    if length < 0x100000000:
-        return bytes(
-            (tag, 0x84, length >> 24, (length >> 16) & 0xFF, (length >> 8) & 0xFF, length & 0xFF)
-        )
-    raise ValueError("DER element too long")
-
-
-def civil(t: int) -> tuple[int, int, int, int, int, int]:
-    """Year, month, day, hour, minute, second of Unix time t (proleptic Gregorian, era
-    arithmetic; floor division keeps it right before 1970 too)."""
-    days, secs = divmod(t, 86400)
-    z = days + 719468
-    era = z // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    day = doy - (153 * mp + 2) // 5 + 1
-    month = mp + 3 if mp < 10 else mp - 9
-    year = yoe + era * 400 + (1 if month <= 2 else 0)
-    return year, month, day, secs // 3600, (secs // 60) % 60, secs % 60
-
-
-def generalized_time(t: int) -> bytes:
-    """GeneralizedTime TLV, YYYYMMDDHHMMSSZ, no fractions (RFC 5280 section 4.1.2.5.2)."""
-    if t < MIN_TIME or t > MAX_TIME:
-        raise ValueError("time outside 1950..9999")
-    return b"\x18\x0f" + b"%04d%02d%02d%02d%02d%02dZ" % civil(t)
+# Used by the encoders below (and kept importable from here: the twins' tests read
+# the time range of this module).
+__all__ = ["MAX_TIME", "MIN_TIME", "der_header", "generalized_time"]
 
 
 def encode_single_response(
@@ -105,7 +63,7 @@ def encode_response_data(
             raise ValueError("nonce must be 1..128 octets")
         value = der_header(0x04, len(nonce)) + nonce
         ext_value = der_header(0x04, len(value)) + value
-        ext = _NONCE_OID + ext_value
+        ext = OCSP_NONCE + ext_value
         ext = der_header(0x30, len(ext)) + ext
         exts = der_header(0x30, len(ext)) + ext
         body += der_header(0xA1, len(exts)) + exts
@@ -127,7 +85,7 @@ def encode_ocsp_response(
         seq = der_header(0x30, len(seq)) + seq
         body += der_header(0xA0, len(seq)) + seq
     basic = der_header(0x30, len(body)) + body
-    octets = _BASIC_OID + der_header(0x04, len(basic)) + basic
+    octets = OCSP_BASIC + der_header(0x04, len(basic)) + basic
     response_bytes = der_header(0x30, len(octets)) + octets
     tagged = der_header(0xA0, len(response_bytes)) + response_bytes
     inner = b"\x0a\x01\x00" + tagged

@@ -7,8 +7,7 @@ from asn1crypto.keys import PublicKeyInfo
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ._response_py import der_header
-from .oids import HASH_OIDS
+from .der import HASH_OIDS, der_header
 from .types import HashAlgorithm
 
 
