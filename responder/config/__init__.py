@@ -2,7 +2,7 @@
 choice, each default once with its range and reason) and the loader (load.py: TOML
 into the model, every error naming its key). docs/config.md documents every key."""
 
-from .load import ConfigError, load_config, parse_config
+from .load import ConfigError, load_config, parse_config, resolve_config
 from .model import (
     AuditConfig,
     Config,
@@ -38,4 +38,5 @@ __all__ = [
     "UnknownAnswer",
     "load_config",
     "parse_config",
+    "resolve_config",
 ]

@@ -2,9 +2,9 @@
 from the model, so they are written once; every error names the key it is about
 (`issuers.demo.policy: ...`) and stops start-up.
 
-Parsing (`parse_config`) checks that referenced files exist and reads the issuer
-certificates, whose names and keys the rest of the checks need; `load_config` also
-reads the TOML file itself.
+`parse_config` reads no files: it turns the TOML table into the model, with paths
+made absolute. `resolve_config` then checks that every file the model names exists
+and loads the issuer certificates. `load_config` does all three for a file.
 """
 
 import dataclasses
@@ -119,7 +119,7 @@ def load_config(path: str | Path) -> model.Config:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    return parse_config(raw, base=path.parent, source=path)
+    return resolve_config(parse_config(raw, base=path.parent, source=path))
 
 
 def parse_config(raw: dict[str, Any], base: Path, source: Path | None = None) -> model.Config:
@@ -167,12 +167,6 @@ def _issuer(name: str, table: Any, base: Path) -> model.IssuerConfig:
     if cert_path is None:
         raise ConfigError(f"{where}certificate: required")
     cert_file = base / cert_path
-    try:
-        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
-    except OSError as exc:
-        raise ConfigError(f"{where}certificate: cannot read {cert_file}: {exc.strerror}") from exc
-    except ValueError as exc:
-        raise ConfigError(f"{where}certificate: {cert_file} is not a PEM certificate") from exc
     policy: Policy = _one(table, model.IssuerConfig, "policy", where)
     partitions = _one(table, model.IssuerConfig, "partitions", where)
     crl_shards = _one(table, model.IssuerConfig, "crl_shards", where)
@@ -180,7 +174,7 @@ def _issuer(name: str, table: Any, base: Path) -> model.IssuerConfig:
         table,
         where,
         base,
-        model.IssuerConfig(name, cert_file, policy, partitions, crl_shards, cert),
+        model.IssuerConfig(name, cert_file, policy, partitions, crl_shards),
     )
     _no_leftovers(table, where)
     return issuer
@@ -193,13 +187,9 @@ def _new_path(table: dict[str, Any], key: str, where: str, base: Path) -> Path |
 
 
 def _path(table: dict[str, Any], key: str, where: str, base: Path) -> Path | None:
+    """A file revocd reads; resolve_config checks that it exists."""
     value: str | None = _take(table, key, where, str, None)
-    if value is None:
-        return None
-    path: Path = base / value
-    if not path.exists():
-        raise ConfigError(f"{where}{key}: {path} does not exist")
-    return path
+    return None if value is None else base / value
 
 
 def _signing_config(
@@ -287,8 +277,6 @@ def _hsm_config(table: dict[str, Any], where: str, base: Path) -> model.HsmConfi
     module = _take(raw, "module", w, str, None)
     if module is None:
         raise ConfigError(f"{w}module: required (path of the PKCS#11 library)")
-    if not Path(module).exists():
-        raise ConfigError(f"{w}module: {module} does not exist")
     key_id_hex = _take(raw, "key_id", w, str, None)
     try:
         key_id = bytes.fromhex(key_id_hex) if key_id_hex is not None else None
@@ -345,3 +333,51 @@ def _tokens(
         _no_leftovers(entry, where)
         tokens[name] = model.TokenConfig(name, digest.lower(), frozenset(scope))
     return tokens
+
+
+def resolve_config(config: model.Config) -> model.Config:
+    """Check that every file the configuration names exists (naming its key) and load the
+    issuer certificates: what start-up needs before anything runs."""
+    issuers = {}
+    for name, issuer in config.issuers.items():
+        where = f"issuers.{name}."
+        try:
+            cert = x509.load_pem_x509_certificate(issuer.certificate.read_bytes())
+        except OSError as exc:
+            raise ConfigError(
+                f"{where}certificate: cannot read {issuer.certificate}: {exc.strerror}"
+            ) from exc
+        except ValueError as exc:
+            raise ConfigError(
+                f"{where}certificate: {issuer.certificate} is not a PEM certificate"
+            ) from exc
+        files = {
+            "key": issuer.key,
+            "responder_certificate": issuer.responder_certificate,
+            "responder_key": issuer.responder_key,
+            "key_passphrase_file": issuer.key_passphrase_file,
+        }
+        _exist(files, where)
+        _hsm_exists(issuer.hsm, f"{where}hsm.")
+        if issuer.crl is not None:
+            crl_files = {
+                "key": issuer.crl.key,
+                "key_passphrase_file": issuer.crl.key_passphrase_file,
+            }
+            _exist(crl_files, f"{where}crl.")
+            _hsm_exists(issuer.crl.hsm, f"{where}crl.hsm.")
+        issuers[name] = replace(issuer, cert=cert)
+    return replace(config, issuers=issuers)
+
+
+def _exist(files: dict[str, Path | None], where: str) -> None:
+    for key, path in files.items():
+        if path is not None and not path.exists():
+            raise ConfigError(f"{where}{key}: {path} does not exist")
+
+
+def _hsm_exists(hsm: model.HsmConfig | None, where: str) -> None:
+    if hsm is not None:
+        if not Path(hsm.module).exists():
+            raise ConfigError(f"{where}module: {hsm.module} does not exist")
+        _exist({"pin_file": hsm.pin_file}, where)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from responder.cli import build_parser
-from responder.config import parse_config
+from responder.config import parse_config, resolve_config
 
 from ..conftest import require_tool
 
@@ -92,7 +92,7 @@ def test_shipped_config_loads_with_revocd(tmp_path, test_pki):
     test_pki.issuer.write(pki / "issuing-ca-1.pem", pki / "issuing-ca-1.key")
     test_pki.responder.write(pki / "ocsp-responder.pem", pki / "ocsp-responder.key")
     raw = tomllib.loads((DEPLOY / "config" / "revocd.toml").read_text())
-    config = parse_config(raw, base=tmp_path)
+    config = resolve_config(parse_config(raw, base=tmp_path))
     assert config.store.url.startswith("redis://")
     assert config.server.host == "0.0.0.0" and config.server.workers == 2
     assert config.audit_file == Path("/var/lib/revocd/audit/audit.log")
