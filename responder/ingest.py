@@ -18,7 +18,7 @@ import datetime as dt
 import logging
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +29,9 @@ from .domain.events import Event, EventType, Outcome
 from .ocsp.der import MAX_TIME, MIN_TIME  # the times revocd can write
 from .ocsp.types import RevocationReason
 from .policy import ALLOWED_REASONS, allows_hold
-from .store import Store, StoreError
+from .store import StoreError
 from .store.keys import partition_of
+from .store.protocols import EventApplier
 
 log = logging.getLogger("revocd.ingest")
 
@@ -191,14 +192,18 @@ class Ingestor:
 
     def __init__(
         self,
-        store: Store,
+        store: EventApplier,
         issuers: Mapping[str, IssuerConfig],
         clock_skew: int = 300,
         concurrency: int = 32,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.issuers = issuers
         self.clock_skew = clock_skew
+        # Wall-clock time for "in the future" checks and record stamps, injected so
+        # unit tests can fix it.
+        self.clock = clock
         self._limiter = trio.CapacityLimiter(concurrency)
 
     async def submit(
@@ -207,7 +212,7 @@ class Ingestor:
         """Validate and apply a batch of JSON events. `allowed_issuers` scopes the caller."""
         if len(raw_events) > MAX_BATCH:
             raise BatchTooLarge(f"events: at most {MAX_BATCH} per batch, got {len(raw_events)}")
-        now = int(time.time())
+        now = int(self.clock())
         results: list[EventResult | None] = [None] * len(raw_events)
         valid: list[tuple[int, Event]] = []
         for i, raw in enumerate(raw_events):
@@ -245,7 +250,8 @@ class Ingestor:
         # The whole batch is answered within the durability timeout plus a margin: a
         # frozen or failing store makes its events `failed` (not acknowledged; the CA
         # retries, and a retry of what did land is `unchanged`), never a hung request.
-        budget = self.store.settings.durability_timeout_ms / 1000 + BATCH_MARGIN
+        budget = self.store.durability_timeout + BATCH_MARGIN
+        now = int(self.clock())  # the records' updated_at
         deadline = trio.current_time() + budget
 
         async def run(issuer: str, partition: int, group: list[tuple[int, Event]]) -> None:
@@ -258,7 +264,7 @@ class Ingestor:
                     async with self._limiter:
                         try:
                             outcome = await self.store.apply_events(
-                                issuer, partition, [e for _, e in chunk], crl_shards
+                                issuer, partition, [e for _, e in chunk], crl_shards, now
                             )
                         except StoreError as exc:
                             log.error(

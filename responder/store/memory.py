@@ -22,6 +22,8 @@ from .store import Change, PreSigned
 
 
 class MemoryStore:
+    durability_timeout = 2.0  # nothing to wait for; what the Ingestor's budget reads
+
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
         self._partitions: dict[str, int] = {}

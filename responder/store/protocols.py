@@ -23,6 +23,10 @@ class RecordReader(Protocol):
 
 
 class EventApplier(Protocol):
+    # Seconds an acknowledgement may wait for durability (store.durability_timeout_ms).
+    @property
+    def durability_timeout(self) -> float: ...
+
     def partitions(self, issuer: str) -> int: ...
 
     async def apply_events(

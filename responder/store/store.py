@@ -319,6 +319,10 @@ class Store:
             if found:
                 yield [_s(f) for f in found]
 
+    @property
+    def durability_timeout(self) -> float:
+        return self.settings.durability_timeout_ms / 1000
+
     def partitions(self, issuer: str) -> int:
         try:
             return self._partitions[issuer]
