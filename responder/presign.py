@@ -179,10 +179,11 @@ class Presigner:
                     if not serials:
                         break
                     records = await self.store.get_records(issuer.name, serials)
-                    gone = [s for s in serials if s not in records or expired(records[s], now)]
-                    # Expired: answered live if anyone still asks; out of the index.
-                    await self.store.drop_due(issuer.name, p, gone)
-                    todo = [records[s] for s in serials if s in records and s not in gone]
+                    todo = [r for r in records.values() if not expired(r, now)]
+                    # Expired (answered live if anyone still asks) or without a record:
+                    # out of the index.
+                    kept = {r.serial for r in todo}
+                    await self.store.drop_due(issuer.name, p, [s for s in serials if s not in kept])
                     done = await self._sign_all(issuer, todo)
                     stored += done
                     skip += len(todo) - done
