@@ -471,10 +471,8 @@ class Store:
             args: list[str | int | bytes] = [len(group)]
             for record, answer, due_at in group:
                 blob = ANSWER_HEADER.pack(answer.this_update, answer.next_update) + answer.der
-                args.extend(
-                    (keys.serial_field(record.serial), record.version, blob, answer.next_update)
-                )
-                args.append(due_at)
+                serial = keys.serial_field(record.serial)
+                args.extend((serial, record.version, blob, answer.next_update, due_at))
             answer_keys = [keys.answer(issuer, p, r.serial) for r, _, _ in group]
             # Await first, then add: `stored += await ...` would read `stored` before the
             # await and lose concurrent increments.
