@@ -19,7 +19,16 @@ from typing import Protocol
 import trio
 
 from ..config import IssuerConfig, LimitsConfig
-from ..domain.answering import cert_status_name, single_for_record
+from ..domain.answering import (
+    NoncePolicy,
+    UnknownAnswer,
+    cacheable,
+    cert_status_name,
+    echoes_nonce,
+    issuer_of,
+    single_for_record,
+    unauthorized_for,
+)
 from ..domain.timing import Schedule, due_at
 from ..failures import describe, recoverable
 from ..http.protocol import http_date
@@ -119,12 +128,12 @@ class Query:
 
     @property
     def wants_nonce(self) -> bool:
-        return self.request.nonce is not None and self.issuer is not None and self.issuer.echo_nonce
+        return self.issuer is not None and echoes_nonce(self.request.nonce, self.issuer.nonce)
 
     @property
     def simple(self) -> bool:
         """One CertID and no nonce to echo: the case caches and pre-signed answers serve."""
-        return len(self.request.cert_ids) == 1 and not self.wants_nonce
+        return cacheable(len(self.request.cert_ids), self.wants_nonce)
 
 
 class AnswerSource(Protocol):
@@ -138,8 +147,8 @@ class IssuerRuntime:
     config: IssuerConfig
     identity: ResponderIdentity
     schedule: Schedule = field(default_factory=Schedule)
-    echo_nonce: bool = True
-    unknown_is_unauthorized: bool = False
+    nonce: NoncePolicy = NoncePolicy.ECHO
+    unknown: UnknownAnswer = UnknownAnswer.UNKNOWN
     hashes: IssuerHashes = field(init=False)
     live_signatures: "metrics.Counter" = field(init=False, repr=False)
 
@@ -164,15 +173,9 @@ class IssuerFilter:
                 self.index[key] = issuer
 
     async def lookup(self, query: Query) -> Answer:
-        found = None
-        for cert_id in query.request.cert_ids:
-            issuer = self.index.get(
-                (cert_id.hash_algorithm, cert_id.issuer_name_hash, cert_id.issuer_key_hash)
-            )
-            if issuer is None or (found is not None and issuer is not found):
-                # RFC 6960 4.2.1 / RFC 9919: not an issuer we answer for
-                return Answer.error(ResponseStatus.UNAUTHORIZED)
-            found = issuer
+        found = issuer_of(query.request.cert_ids, self.index)
+        if found is None:
+            return Answer.error(ResponseStatus.UNAUTHORIZED)
         query.issuer = found
         return await self.inner.lookup(query)
 
@@ -631,7 +634,7 @@ class LiveSigner:
         singles = []
         for cid in query.request.cert_ids:
             record = records.get(cid.serial)
-            if record is None and issuer.unknown_is_unauthorized:
+            if unauthorized_for(record, issuer.unknown):
                 return Answer.error(ResponseStatus.UNAUTHORIZED)
             singles.append(single_for_record(cid.der, record, this_update, next_update))
         nonce = query.request.nonce if query.wants_nonce else None

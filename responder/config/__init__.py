@@ -2,6 +2,7 @@
 choice, each default once with its range and reason) and the loader (load.py: TOML
 into the model, every error naming its key). docs/config.md documents every key."""
 
+from ..domain.answering import NoncePolicy, UnknownAnswer
 from .load import ConfigError, load_config, parse_config, resolve_config
 from .model import (
     AuditConfig,
@@ -11,13 +12,11 @@ from .model import (
     HsmConfig,
     IssuerConfig,
     LimitsConfig,
-    NoncePolicy,
     PresignConfig,
     RsaPadding,
     ServerConfig,
     StoreConfig,
     TokenConfig,
-    UnknownAnswer,
 )
 
 __all__ = [

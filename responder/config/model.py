@@ -14,6 +14,7 @@ from typing import Any
 
 from cryptography import x509
 
+from ..domain.answering import NoncePolicy, UnknownAnswer
 from ..http.protocol import Limits as HttpLimits
 from ..policy import Policy
 
@@ -29,16 +30,6 @@ def setting(
 class RsaPadding(StrEnum):
     PKCS1V15 = "pkcs1v15"  # what every OCSP client verifies
     PSS = "pss"
-
-
-class NoncePolicy(StrEnum):
-    ECHO = "echo"  # RFC 9654: a request's nonce is echoed (the answer is signed live)
-    IGNORE = "ignore"  # nonces ignored: every answer may come from the cache
-
-
-class UnknownAnswer(StrEnum):
-    UNKNOWN = "unknown"  # RFC 6960: a serial never issued is `unknown` (BR 4.9.9)
-    UNAUTHORIZED = "unauthorized"  # or an `unauthorized` error, as some CAs prefer
 
 
 @dataclass(frozen=True)

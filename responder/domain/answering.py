@@ -1,7 +1,61 @@
-"""What a single OCSP answer says for a certificate record (RFC 6960 4.2.1, BR 4.9.9)."""
+"""The answering rules: which issuer a request is for, what a record answers, when a
+nonce is echoed, what a cache may keep (RFC 6960 4.2.1, RFC 9654, RFC 9919, BR 4.9.9).
 
-from ..ocsp import CertStatus, SingleAnswer
+Pure: the answer sources (responder/answers/) apply these to each request."""
+
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from typing import TypeVar
+
+from ..ocsp import CertID, CertStatus, SingleAnswer
 from .records import CertRecord, Status
+
+T = TypeVar("T")
+
+
+class NoncePolicy(StrEnum):
+    ECHO = "echo"  # RFC 9654: a request's nonce is echoed (the answer is signed live)
+    IGNORE = "ignore"  # nonces ignored: every answer may come from the cache
+
+
+class UnknownAnswer(StrEnum):
+    UNKNOWN = "unknown"  # RFC 6960: a serial never issued is `unknown` (BR 4.9.9)
+    UNAUTHORIZED = "unauthorized"  # or an `unauthorized` error, as some CAs prefer
+
+
+IssuerKey = tuple[int, bytes, bytes]  # hash algorithm, issuer name hash, issuer key hash
+
+
+def issuer_of(cert_ids: Sequence[CertID], issuers: Mapping[IssuerKey, T]) -> T | None:
+    """The one issuer every CertID names (by its name and key hashes), or None: a
+    request for an issuer revocd does not serve, or for two at once, is `unauthorized`
+    (RFC 6960 4.2.1, RFC 9919)."""
+    found: T | None = None
+    for cert_id in cert_ids:
+        issuer = issuers.get(
+            (cert_id.hash_algorithm, cert_id.issuer_name_hash, cert_id.issuer_key_hash)
+        )
+        if issuer is None or (found is not None and issuer is not found):
+            return None
+        found = issuer
+    return found
+
+
+def echoes_nonce(nonce: bytes | None, policy: NoncePolicy) -> bool:
+    """Whether the answer must carry the request's nonce, hence be signed now."""
+    return nonce is not None and policy is NoncePolicy.ECHO
+
+
+def cacheable(cert_ids: int, echoes: bool) -> bool:
+    """One CertID and no nonce to echo: the answer may be cached and pre-signed
+    (RFC 9919: what CDNs and stapling servers ask for)."""
+    return cert_ids == 1 and not echoes
+
+
+def unauthorized_for(record: CertRecord | None, unknown: UnknownAnswer) -> bool:
+    """Whether a serial revocd never heard of gets `unauthorized` instead of a signed
+    `unknown` (never `good`: BR 4.9.9)."""
+    return record is None and unknown is UnknownAnswer.UNAUTHORIZED
 
 
 def single_for_record(

@@ -78,8 +78,8 @@ def issuer_runtime(issuer: IssuerConfig) -> IssuerRuntime:
         issuer,
         identity,
         Schedule(validity=issuer.validity_hours * HOUR - 1),
-        echo_nonce=issuer.nonce == "echo",
-        unknown_is_unauthorized=issuer.unknown == "unauthorized",
+        nonce=issuer.nonce,
+        unknown=issuer.unknown,
     )
 
 

@@ -29,3 +29,38 @@ def test_good_and_revoked_records_say_so_with_the_revocation_time_and_reason():
 def test_a_record_revoked_before_its_issuance_was_reported_is_still_revoked():
     early = CertRecord(1, Status.REVOKED, None, 1, 0, 0, 1_790_000_000, RevocationReason.SUPERSEDED)
     assert single_for_record(CID, early, 10, 20).status is CertStatus.REVOKED
+
+
+def cid(alg: int, name: bytes, key: bytes):
+    from responder.ocsp.types import CertID
+
+    return CertID(alg, name, key, 1, b"")
+
+
+def test_the_issuer_is_the_one_every_cert_id_names_else_unauthorized():
+    from responder.domain.answering import issuer_of
+
+    issuers = {(1, b"n1", b"k1"): "alpha", (1, b"n2", b"k2"): "beta"}
+    assert issuer_of([cid(1, b"n1", b"k1")], issuers) == "alpha"
+    assert issuer_of([cid(1, b"n1", b"k1"), cid(1, b"n1", b"k1")], issuers) == "alpha"
+    assert issuer_of([cid(1, b"n1", b"k1"), cid(1, b"n2", b"k2")], issuers) is None  # two
+    assert issuer_of([cid(1, b"n1", b"kX")], issuers) is None  # name matches, key does not
+    assert issuer_of([cid(2, b"n1", b"k1")], issuers) is None  # other hash algorithm
+
+
+def test_a_nonce_is_echoed_only_under_the_echo_policy_and_then_nothing_is_cached():
+    from responder.domain.answering import NoncePolicy, cacheable, echoes_nonce
+
+    assert echoes_nonce(b"\x01" * 16, NoncePolicy.ECHO)
+    assert not echoes_nonce(b"\x01" * 16, NoncePolicy.IGNORE)
+    assert not echoes_nonce(None, NoncePolicy.ECHO)
+    assert cacheable(1, echoes=False) and not cacheable(1, echoes=True)
+    assert not cacheable(2, echoes=False)  # several CertIDs: signed for this request
+
+
+def test_unknown_serials_are_unknown_or_unauthorized_by_the_issuers_choice():
+    from responder.domain.answering import UnknownAnswer, unauthorized_for
+
+    assert not unauthorized_for(None, UnknownAnswer.UNKNOWN)
+    assert unauthorized_for(None, UnknownAnswer.UNAUTHORIZED)
+    assert not unauthorized_for(GOOD, UnknownAnswer.UNAUTHORIZED)
