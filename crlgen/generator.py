@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -77,6 +77,8 @@ class IssuerCrls:
     # holds the issuer's lease, and the store-wide CRL number fence (see publish).
     leases: Leases | None = None
     store: Store | None = None
+    # Wall-clock time of thisUpdate and the CRL number; injected so tests can fix it.
+    clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
         assert self.config.cert is not None and self.config.crl is not None
@@ -162,7 +164,7 @@ class IssuerCrls:
         self.prune(shard)
         url = self.url(shard)
         name = file_name(url)
-        now = int(time.time())
+        now = int(self.clock())
         previous = self.origin.current(name)
         previous_number = None
         if previous is not None:

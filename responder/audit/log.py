@@ -27,7 +27,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,8 +55,8 @@ def operator_name() -> str:
         return f"uid {os.getuid()}"
 
 
-def _now_text() -> str:
-    now = time.time()
+def time_text(now: float) -> str:
+    """RFC 3339 UTC with milliseconds, as every record's `time` is written."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
 
 
@@ -72,8 +72,16 @@ class _Head:
 class AuditLog:
     """One writer per process; safe to share a file between processes."""
 
-    def __init__(self, path: str | Path, *, max_bytes: int = 256 << 20, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_bytes: int = 256 << 20,
+        fsync: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.path = Path(path)
+        self.clock = clock  # wall-clock time of records; injected so tests can fix it
         self.max_bytes = max_bytes
         self.fsync = fsync
         self.host = socket.gethostname()
@@ -125,7 +133,7 @@ class AuditLog:
                     ),
                 )
             seq, prev = head.seq, head.hash
-            stamp = _now_text()
+            stamp = time_text(self.clock())
             pid = os.getpid()
             for kind, data in entries:
                 seq += 1

@@ -71,7 +71,9 @@ class ControlApp:
         max_body_bytes: int = 8 * 1024 * 1024,
         audit: AuditTrail | None = None,
         data_plane: Callable[[], tuple[int, int]] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self.clock = clock  # wall-clock time for the readiness checks; injectable for tests
         self.audit = audit or AuditTrail.disabled()
         # (workers serving, workers configured) when the data plane runs in worker
         # processes; None when it runs in this process (serving whenever this answers)
@@ -310,7 +312,7 @@ class ControlApp:
             if time.monotonic() - started > 1:
                 checks[f"signer:{name}"] += " (slow)"
             # Fresh answers need a signing certificate that outlives their nextUpdate.
-            _, next_update = issuer.schedule.window(int(time.time()))
+            _, next_update = issuer.schedule.window(int(self.clock()))
             if issuer.identity.not_after < next_update:
                 checks[f"answers:{name}"] = "responder certificate ends before nextUpdate"
             else:
