@@ -63,6 +63,7 @@ class IssuerCrls:
     """Every CRL of one issuer."""
 
     config: IssuerConfig
+    cert: x509.Certificate  # the issuer's: its name is the CRL's issuer, its key verifies
     signer: Signer
     origin: DirectoryOrigin
     s3: S3Origin | None = None
@@ -81,9 +82,9 @@ class IssuerCrls:
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
-        assert self.config.cert is not None and self.config.crl is not None
+        assert self.config.crl is not None
         self.crl = self.config.crl
-        self.issuer = CrlIssuer(self.config.cert, self.signer)
+        self.issuer = CrlIssuer(self.cert, self.signer)
         self.count = max(1, self.config.crl_shards)
         retention = self.crl.retention_days
         self.retention = (
@@ -196,7 +197,7 @@ class IssuerCrls:
             idp,
         )
         checks = Checks(may_drop=lambda serial: serial in self.dropped)
-        key = self.config.cert.public_key()  # type: ignore[union-attr]
+        key = self.cert.public_key()
         try:
             self.origin.publish(self.name, name, der, key, checks)  # type: ignore[arg-type]
         except PublishRefused as exc:
@@ -374,10 +375,12 @@ async def _drain(changes: AsyncIterator[Change], send: trio.MemorySendChannel[Ch
             await send.send(change)
 
 
-def issuer_crls(config: IssuerConfig, signer: Signer, crl_dir: Path) -> IssuerCrls:
+def issuer_crls(
+    config: IssuerConfig, cert: x509.Certificate, signer: Signer, crl_dir: Path
+) -> IssuerCrls:
     crl = config.crl
     assert crl is not None
     s3 = None
     if crl.s3_bucket:
         s3 = S3Origin(crl.s3_bucket, crl.s3_prefix, crl.s3_endpoint_url, crl.s3_region)
-    return IssuerCrls(config, signer, DirectoryOrigin(crl_dir), s3)
+    return IssuerCrls(config, cert, signer, DirectoryOrigin(crl_dir), s3)

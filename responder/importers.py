@@ -122,7 +122,7 @@ def _revocation(field_text: str, issuer: str, serial: str, not_after: str) -> di
 
 
 def crl_events(
-    path: Path, issuer: IssuerConfig, report: ImportReport
+    path: Path, issuer: IssuerConfig, cert: x509.Certificate, report: ImportReport
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """Revocations from a CRL the issuer signed."""
     data = path.read_bytes()
@@ -132,10 +132,9 @@ def crl_events(
         )
     except ValueError as exc:
         raise ImportError_(f"{path}: not a CRL (DER or PEM): {exc}") from exc
-    assert issuer.cert is not None
-    if crl.issuer != issuer.cert.subject:
+    if crl.issuer != cert.subject:
         raise ImportError_(f"{path}: CRL issuer {crl.issuer.rfc4514_string()} is not {issuer.name}")
-    if not crl.is_signature_valid(issuer.cert.public_key()):  # type: ignore[arg-type]
+    if not crl.is_signature_valid(cert.public_key()):  # type: ignore[arg-type]
         raise ImportError_(f"{path}: CRL signature does not verify with {issuer.name}'s key")
     for entry in crl:
         where = f"{path.name}:{format(entry.serial_number, 'x')}"
@@ -176,10 +175,9 @@ _REASON_FLAG_NAMES = {
 
 
 def certificate_events(
-    directory: Path, issuer: IssuerConfig, report: ImportReport
+    directory: Path, issuer: IssuerConfig, issuer_cert: x509.Certificate, report: ImportReport
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """`issued` events for every certificate in a directory that the issuer signed."""
-    assert issuer.cert is not None
     for path in sorted(directory.rglob("*")):
         if not path.is_file() or path.suffix.lower() not in CERT_SUFFIXES:
             continue
@@ -195,11 +193,11 @@ def certificate_events(
             continue
         for cert in certs:
             where = f"{path.name}:{format(cert.serial_number, 'x')}"
-            if cert.issuer != issuer.cert.subject:
+            if cert.issuer != issuer_cert.subject:
                 report.counts["skipped (other issuer)"] += 1
                 continue
             try:
-                cert.verify_directly_issued_by(issuer.cert)
+                cert.verify_directly_issued_by(issuer_cert)
             except (ValueError, TypeError, InvalidSignature):
                 report.error(
                     where, f"certificate: signature does not verify with {issuer.name}'s key"

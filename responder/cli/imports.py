@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if issuer is None:
         print(f"revocd import: --issuer: {args.issuer!r} is not in {args.config}", file=sys.stderr)
         return 2
+    cert = config.certificates[issuer.name]
     path = Path(args.path)
     report = ImportReport(str(path))
 
@@ -55,9 +56,9 @@ def run(args: argparse.Namespace) -> int:
             if args.kind == "index":
                 events = index_events(path, issuer.name, report)
             elif args.kind == "crl":
-                events = crl_events(path, issuer, report)
+                events = crl_events(path, issuer, cert, report)
             else:
-                events = certificate_events(path, issuer, report)
+                events = certificate_events(path, issuer, cert, report)
             await run_import(ingest, events, report)
 
     try:

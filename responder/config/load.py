@@ -338,7 +338,7 @@ def _tokens(
 def resolve_config(config: model.Config) -> model.Config:
     """Check that every file the configuration names exists (naming its key) and load the
     issuer certificates: what start-up needs before anything runs."""
-    issuers = {}
+    certificates = {}
     for name, issuer in config.issuers.items():
         where = f"issuers.{name}."
         try:
@@ -366,8 +366,8 @@ def resolve_config(config: model.Config) -> model.Config:
             }
             _exist(crl_files, f"{where}crl.")
             _hsm_exists(issuer.crl.hsm, f"{where}crl.hsm.")
-        issuers[name] = replace(issuer, cert=cert)
-    return replace(config, issuers=issuers)
+        certificates[name] = cert
+    return replace(config, certificates=certificates)
 
 
 def _exist(files: dict[str, Path | None], where: str) -> None:

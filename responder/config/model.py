@@ -7,6 +7,7 @@ the accepted range of a number. docs/config.md documents every key, and
 tests/unit/test_config_docs.py checks that its defaults are these.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -93,7 +94,6 @@ class IssuerConfig:
     # Store partitions: fixed once registered; docs/store.md "Sizing" (16,384 slots).
     partitions: int = setting(64, 1, 16384)
     crl_shards: int = setting(1, 1, 4096)
-    cert: x509.Certificate | None = field(default=None, compare=False, repr=False)
     key: Path | None = None  # the issuer signs its own answers
     responder_certificate: Path | None = None  # or a delegated responder does
     responder_key: Path | None = None
@@ -201,6 +201,9 @@ class Config:
     tokens: dict[str, TokenConfig] = field(default_factory=dict)
     presign: PresignConfig = field(default_factory=PresignConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    # Issuer name -> its certificate: resolved data (resolve_config), not a setting;
+    # empty until the configuration is resolved.
+    certificates: Mapping[str, x509.Certificate] = field(default_factory=dict, repr=False)
 
     @property
     def audit_file(self) -> Path:

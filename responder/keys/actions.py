@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "install":
             signer = _signer(issuer)
             pem = Path(args.certificate).read_bytes()
-            target = install_certificate(issuer, pem, signer)
+            target = install_certificate(issuer, config.certificates[issuer.name], pem, signer)
             record_command(
                 config,
                 "key.responder_installed",
@@ -120,8 +120,10 @@ def _check(config: Config) -> int:
     worst = 0
     for name, issuer in config.issuers.items():
         path = issuer.responder_certificate
-        cert = x509.load_pem_x509_certificate(path.read_bytes()) if path else issuer.cert
-        assert cert is not None
+        if path is not None:
+            cert = x509.load_pem_x509_certificate(path.read_bytes())
+        else:
+            cert = config.certificates[name]
         days = (cert.not_valid_after_utc.timestamp() - time.time()) / 86400
         state = "ok" if days >= WARN_DAYS else "ROTATE" if days > 0 else "EXPIRED"
         which = "responder" if path else "issuer (signs its own answers)"

@@ -105,21 +105,22 @@ def generate_file_key(path: Path, key_type: str = "ec-p256") -> SoftwareSigner:
 
 
 def check_certificate_for(
-    issuer: IssuerConfig, cert: x509.Certificate, signer: Signer
+    issuer_cert: x509.Certificate, cert: x509.Certificate, signer: Signer
 ) -> ResponderIdentity:
     """What installing `cert` for this issuer would give, or ResponderConfigError."""
-    assert issuer.cert is not None
-    check_delegated_responder(cert, issuer.cert)
-    return ResponderIdentity(signer, issuer.cert, cert)
+    check_delegated_responder(cert, issuer_cert)
+    return ResponderIdentity(signer, issuer_cert, cert)
 
 
-def install_certificate(issuer: IssuerConfig, cert_pem: bytes, signer: Signer) -> Path:
+def install_certificate(
+    issuer: IssuerConfig, issuer_cert: x509.Certificate, cert_pem: bytes, signer: Signer
+) -> Path:
     """Check a signed responder certificate and put it where the configuration expects it
     (atomically, so the watcher never reads half a file)."""
     if issuer.responder_certificate is None:
         raise ConfigError(f"issuers.{issuer.name}.responder_certificate: not configured")
     cert = x509.load_pem_x509_certificate(cert_pem)
-    check_certificate_for(issuer, cert, signer)
+    check_certificate_for(issuer_cert, cert, signer)
     target = issuer.responder_certificate
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_bytes(cert_pem)
@@ -196,7 +197,7 @@ class CertificateWatcher:
                     passphrase_env=config.key_passphrase_env,
                     rsa_padding=config.rsa_padding,  # type: ignore[arg-type]
                 )
-            identity = check_certificate_for(config, cert, signer)
+            identity = check_certificate_for(issuer.identity.issuer, cert, signer)
         except (ResponderConfigError, ValueError, OSError) as exc:
             metrics.RESPONDER_RELOAD_FAILURES.labels(issuer.name).inc()
             log.error("issuer %s: new responder certificate not used: %s", issuer.name, exc)

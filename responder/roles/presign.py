@@ -9,7 +9,7 @@ from ..audit.trail import AuditTrail
 from ..config import load_config
 from ..store.connect import open_configured_store
 from .system import serve_metrics, until_signalled
-from .wiring import config_summary, issuer_runtime, presigner
+from .wiring import config_summary, issuer_runtimes, presigner
 
 log = logging.getLogger("revocd.service")
 
@@ -22,7 +22,7 @@ def presign_forever(
     serve_metrics(metrics_port, config.control.host)
 
     async def main() -> None:
-        issuers = [issuer_runtime(i) for i in config.issuers.values()]
+        issuers = issuer_runtimes(config)
         async with open_configured_store(config) as store:
             trail = AuditTrail.from_config(config)
             await trail.started("presign", config_summary(config))

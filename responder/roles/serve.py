@@ -45,7 +45,7 @@ from .wiring import (
     config_summary,
     crl_generator,
     crl_schedule,
-    issuer_runtime,
+    issuer_runtimes,
     presigner,
     watch_store,
 )
@@ -132,7 +132,7 @@ def _worker_main(config_path: str, store_url: str, port: int, index: int, ready:
     async def main() -> None:
         async with Store.open(store_url, config.store) as store:
             await store.register_issuers(config.issuers.values())
-            issuers = [issuer_runtime(i) for i in config.issuers.values()]
+            issuers = issuer_runtimes(config)
             async with trio.open_nursery() as nursery:
                 await nursery.start(run_data_plane, config, store, issuers, sock)
                 nursery.start_soon(CertificateWatcher(issuers).run)
@@ -150,7 +150,7 @@ async def run_service(
     on_ready: Callable[[Running], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    issuers = [issuer_runtime(i) for i in config.issuers.values()]
+    issuers = issuer_runtimes(config)
     fds = raise_fd_limit()
     if fds < config.server.limits.max_connections + 256:
         log.warning(

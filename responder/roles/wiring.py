@@ -28,9 +28,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("revocd.service")
 
 
-def issuer_runtime(issuer: IssuerConfig) -> IssuerRuntime:
+def issuer_runtimes(config: Config) -> list[IssuerRuntime]:
+    """Every issuer of a resolved configuration, ready to answer."""
+    return [issuer_runtime(i, config.certificates[i.name]) for i in config.issuers.values()]
+
+
+def issuer_runtime(issuer: IssuerConfig, cert: x509.Certificate) -> IssuerRuntime:
     """Load the signing key and certificates of an issuer and check they fit together."""
-    assert issuer.cert is not None
     where = f"issuers.{issuer.name}."
     signer: Signer
     if issuer.hsm is not None:
@@ -71,7 +75,7 @@ def issuer_runtime(issuer: IssuerConfig) -> IssuerRuntime:
         except ValueError as exc:
             raise ConfigError(f"{where}responder_certificate: not a PEM certificate") from exc
     try:
-        identity = ResponderIdentity(signer, issuer.cert, responder_cert)
+        identity = ResponderIdentity(signer, cert, responder_cert)
     except ResponderConfigError as exc:
         raise ConfigError(f"{where}responder_certificate: {exc}") from exc
     return IssuerRuntime(
@@ -144,7 +148,8 @@ def crl_generator(
         if issuer.crl is None:
             continue
         try:
-            issuers.append(issuer_crls(issuer, crl_signer(issuer), crl_dir))
+            cert = config.certificates[issuer.name]
+            issuers.append(issuer_crls(issuer, cert, crl_signer(issuer), crl_dir))
         except ValueError as exc:
             raise ConfigError(f"issuers.{issuer.name}.crl: {exc}") from exc
     if not issuers:

@@ -175,10 +175,10 @@ def _issuer_crls(test_pki, tmp_path, policy):
         tmp_path / "i.pem",
         Policy(policy),
         crl_shards=1,
-        cert=test_pki.issuer.cert,
         crl=CrlConfig(key=tmp_path / "k", url="http://x.test/ret.crl"),
     )
-    crls = issuer_crls(config, SoftwareSigner(test_pki.issuer.key), tmp_path / "crl")
+    signer = SoftwareSigner(test_pki.issuer.key)
+    crls = issuer_crls(config, test_pki.issuer.cert, signer, tmp_path / "crl")
     now = int(time.time())
     expired = CertRecord(
         11,

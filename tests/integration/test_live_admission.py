@@ -52,7 +52,7 @@ def issuer_pki():
 
 def runtime(issuer: pki.Issued, delay: float) -> tuple[IssuerRuntime, SlowSigner]:
     signer = SlowSigner(SoftwareSigner(issuer.key), delay)
-    config = IssuerConfig(name="alpha", certificate=Path("unused.pem"), cert=issuer.cert)
+    config = IssuerConfig(name="alpha", certificate=Path("unused.pem"))
     return IssuerRuntime(config, ResponderIdentity(signer, issuer.cert)), signer
 
 
@@ -163,7 +163,7 @@ def test_loop_lag_from_live_signing_sheds_and_from_other_work_does_not():
 
     issuer = pki.make_intermediate("lag issuer", pki.make_root("lag root"))
     signer = BusySigner(SoftwareSigner(issuer.key), 0.003)
-    config = IssuerConfig(name="alpha", certificate=Path("unused.pem"), cert=issuer.cert)
+    config = IssuerConfig(name="alpha", certificate=Path("unused.pem"))
     rt = IssuerRuntime(config, ResponderIdentity(signer, issuer.cert))
     loop = LoopLag(limit=0.010)
     source = LiveSigner(None, None, None, None, loop=loop)  # type: ignore[arg-type]

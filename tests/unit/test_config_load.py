@@ -16,7 +16,8 @@ RAW = {
 def test_parsing_reads_no_file_and_makes_paths_absolute(tmp_path):
     config = parse_config(RAW, base=tmp_path)  # neither file exists: not parse's business
     demo = config.issuers["demo"]
-    assert demo.certificate == tmp_path / "nowhere" / "demo.pem" and demo.cert is None
+    assert demo.certificate == tmp_path / "nowhere" / "demo.pem"
+    assert config.certificates == {}  # resolution loads them
     assert demo.nonce is NoncePolicy.IGNORE
     assert config.server.crl_dir == tmp_path / "state" / "crl"
 
