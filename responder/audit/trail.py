@@ -10,11 +10,12 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import trio
 
-from ..config import Config
+from ..config import AuditConfig
 from ..observability import metrics
 from .log import AuditLog, operator_name
 
@@ -32,16 +33,15 @@ class _Window:
     suppressed: int = 0
 
 
-def open_audit_log(config: Config) -> AuditLog | None:
-    """The configured audit log, or None when `audit.enabled` is false."""
-    if not config.audit.enabled:
+def open_audit_log(settings: AuditConfig, path: Path) -> AuditLog | None:
+    """The audit log at `path` as [audit] sets it up, or None when it is disabled."""
+    if not settings.enabled:
         return None
-    return AuditLog(config.audit_file, max_bytes=config.audit.max_bytes, fsync=config.audit.fsync)
+    return AuditLog(path, max_bytes=settings.max_bytes, fsync=settings.fsync)
 
 
-def record_command(config: Config, kind: str, **fields: Any) -> None:
+def record_command(audit: AuditLog | None, kind: str, **fields: Any) -> None:
     """A record made by a command-line action (imports, key changes), naming who ran it."""
-    audit = open_audit_log(config)
     if audit is not None:
         audit.write(kind, **fields, operator=operator_name())
 
@@ -69,11 +69,12 @@ class AuditTrail:
         return cls(None)
 
     @classmethod
-    def from_config(cls, config: Config) -> "AuditTrail":
+    def from_settings(cls, settings: AuditConfig, path: Path) -> "AuditTrail":
+        """The trail [audit] describes, writing to `path` (Config.audit_file)."""
         return cls(
-            open_audit_log(config),
-            revocation_burst_per_minute=config.audit.revocation_burst_per_minute,
-            answer_expiry_warning_seconds=config.audit.answer_expiry_warning_hours * 3600,
+            open_audit_log(settings, path),
+            revocation_burst_per_minute=settings.revocation_burst_per_minute,
+            answer_expiry_warning_seconds=settings.answer_expiry_warning_hours * 3600,
         )
 
     async def record(self, kind: str, **fields: Any) -> bool:

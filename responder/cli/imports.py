@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     # Imported here, not at the top: building the parser must stay light.
     import trio
 
-    from ..audit.trail import record_command
+    from ..audit.trail import open_audit_log, record_command
     from ..config import ConfigError, load_config
     from ..importers import (
         ImportError_,
@@ -34,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
         run_import,
     )
     from ..ingest import Ingestor
+    from ..roles.wiring import configured_store
     from ..store import StoreError
-    from ..store.connect import open_configured_store
 
     try:
         config = load_config(args.config)
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     report = ImportReport(str(path))
 
     async def main() -> None:
-        async with open_configured_store(config) as store:
+        async with configured_store(config) as store:
             ingest = Ingestor(store, config.issuers, config.clock_skew_seconds)
             if args.kind == "index":
                 events = index_events(path, issuer.name, report)
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if config.audit.enabled:
         # The imported file is the evidence; the record names it by digest, with the counts.
         record_command(
-            config,
+            open_audit_log(config.audit, config.audit_file),
             "import.completed",
             issuer=issuer.name,
             what=args.kind,

@@ -8,7 +8,7 @@ from pathlib import Path
 import trio
 from cryptography import x509
 
-from ..audit.trail import record_command
+from ..audit.trail import open_audit_log, record_command
 from ..config import Config, ConfigError, IssuerConfig, load_config
 from ..signing import Signer, SignerError, SoftwareSigner
 from ..signing.pkcs11 import Pkcs11KeyRef, Pkcs11Signer, generate_key
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
                     raise ConfigError(f"issuers.{issuer.name}.hsm.key_label: the key exists")
                 generate_key(ref, args.key_type)
                 record_command(
-                    config,
+                    open_audit_log(config.audit, config.audit_file),
                     "key.generated",
                     issuer=issuer.name,
                     key_type=args.key_type,
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                     raise ConfigError("--out: the key file to write (no [hsm] for this issuer)")
                 generate_file_key(Path(args.out), args.key_type)
                 record_command(
-                    config,
+                    open_audit_log(config.audit, config.audit_file),
                     "key.generated",
                     issuer=issuer.name,
                     key_type=args.key_type,
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
             pem = Path(args.certificate).read_bytes()
             target = install_certificate(issuer, config.certificates[issuer.name], pem, signer)
             record_command(
-                config,
+                open_audit_log(config.audit, config.audit_file),
                 "key.responder_installed",
                 issuer=issuer.name,
                 path=str(target),

@@ -8,9 +8,8 @@ import trio
 
 from ..audit.trail import AuditTrail
 from ..config import ConfigError, load_config
-from ..store.connect import open_configured_store
 from .system import serve_metrics, until_signalled
-from .wiring import config_summary, crl_generator
+from .wiring import config_summary, configured_store, crl_generator
 
 log = logging.getLogger("revocd.service")
 
@@ -28,8 +27,12 @@ def crl_command(
     serve_metrics(metrics_port, config.control.host)
 
     async def main() -> None:
-        async with open_configured_store(config) as store:
-            trail = AuditTrail.from_config(config) if action == "run" else None
+        async with configured_store(config) as store:
+            trail = (
+                AuditTrail.from_settings(config.audit, config.audit_file)
+                if action == "run"
+                else None
+            )
             generator = crl_generator(config, store, trail)
             if generator is None:
                 raise ConfigError("issuers.<name>.crl: no issuer has a [crl] table")

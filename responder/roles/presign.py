@@ -7,9 +7,8 @@ import trio
 
 from ..audit.trail import AuditTrail
 from ..config import load_config
-from ..store.connect import open_configured_store
 from .system import serve_metrics, until_signalled
-from .wiring import config_summary, issuer_runtimes, presigner
+from .wiring import config_summary, configured_store, issuer_runtimes, presigner
 
 log = logging.getLogger("revocd.service")
 
@@ -23,8 +22,8 @@ def presign_forever(
 
     async def main() -> None:
         issuers = issuer_runtimes(config)
-        async with open_configured_store(config) as store:
-            trail = AuditTrail.from_config(config)
+        async with configured_store(config) as store:
+            trail = AuditTrail.from_settings(config.audit, config.audit_file)
             await trail.started("presign", config_summary(config))
             signer = presigner(config, store, issuers, trail)
             if once:

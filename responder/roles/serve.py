@@ -39,10 +39,10 @@ from ..keys.lifecycle import CertificateWatcher
 from ..observability.logs import WORKER_ENV, setup_logging
 from ..observability.summary import log_summaries
 from ..store import Store
-from ..store.connect import open_configured_store
 from .system import data_socket, raise_fd_limit, stop_on_signals
 from .wiring import (
     config_summary,
+    configured_store,
     crl_generator,
     crl_schedule,
     issuer_runtimes,
@@ -161,10 +161,10 @@ async def run_service(
         )
     if config.server.crl_dir is not None:
         config.server.crl_dir.mkdir(parents=True, exist_ok=True)
-    trail = AuditTrail.from_config(config)
+    trail = AuditTrail.from_settings(config.audit, config.audit_file)
     if not await trail.started("serve", config_summary(config)):
         raise ConfigError(f"audit.file: cannot write {config.audit_file}")
-    async with open_configured_store(config) as store:
+    async with configured_store(config) as store:
         ingest = Ingestor(store, config.issuers, config.clock_skew_seconds)
         sock = data_socket(config.server.host, config.server.port, config.server.workers > 1)
         data_port = sock.getsockname()[1]

@@ -4,6 +4,7 @@ process started with."""
 
 import hashlib
 import logging
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
 import trio
@@ -20,6 +21,7 @@ from ..presign import Presigner, PresignSettings
 from ..signing import ResponderConfigError, ResponderIdentity, Signer, SignerError, SoftwareSigner
 from ..signing.pkcs11 import Pkcs11Signer
 from ..store import Store
+from ..store.connect import open_configured_store
 from ..store.leases import Leases
 
 if TYPE_CHECKING:
@@ -167,6 +169,11 @@ def crl_schedule(config: Config) -> dict[str, int]:
             for shard in range(max(1, issuer.crl_shards)):
                 out[file_name(shard_url(issuer.crl.url, shard))] = issuer.crl.republish_hours * 3600
     return out
+
+
+def configured_store(config: Config) -> AbstractAsyncContextManager[Store]:
+    """The store of a configuration, issuers registered (embedded when no store.url)."""
+    return open_configured_store(config.store, config.state_dir, config.issuers.values())
 
 
 def presigner(

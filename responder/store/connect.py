@@ -1,12 +1,13 @@
 """Open the store a configuration names, starting the embedded one when it names none."""
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import trio
 
-from ..config import Config
+from ..config import IssuerConfig, StoreConfig
 from ..failures import describe, recoverable
 from ..observability import metrics
 from .embedded import EmbeddedStore
@@ -16,15 +17,19 @@ log = logging.getLogger("revocd.store")
 
 
 @asynccontextmanager
-async def open_configured_store(config: Config) -> AsyncIterator[Store]:
+async def open_configured_store(
+    settings: StoreConfig, state_dir: Path, issuers: Iterable[IssuerConfig]
+) -> AsyncIterator[Store]:
+    """The store of [store] with the issuers registered; with no `store.url`, the
+    embedded valkey-server under `state_dir`, supervised while the store is open."""
     embedded: EmbeddedStore | None = None
-    url = config.store.url
+    url = settings.url
     if not url:
-        embedded = EmbeddedStore(config.state_dir)
+        embedded = EmbeddedStore(state_dir)
         url = await trio.to_thread.run_sync(embedded.start)
     try:
-        async with Store.open(url, config.store) as store, trio.open_nursery() as nursery:
-            await store.register_issuers(config.issuers.values())
+        async with Store.open(url, settings) as store, trio.open_nursery() as nursery:
+            await store.register_issuers(issuers)
             if embedded is not None:
                 nursery.start_soon(_supervise, embedded)
             yield store

@@ -11,8 +11,8 @@ import trio
 
 from responder.config import load_config
 from responder.ocsp.types import RevocationReason
+from responder.roles.wiring import configured_store
 from responder.store import Status
-from responder.store.connect import open_configured_store
 
 from .. import pki_files
 from ..conftest import openssl
@@ -121,7 +121,7 @@ def records(cfg: Path, serials: list[int]):
     config = load_config(cfg)
 
     async def main():
-        async with open_configured_store(config) as store:
+        async with configured_store(config) as store:
             return await store.get_records("ca", serials)
 
     return trio.run(main)
