@@ -68,6 +68,8 @@ class Answer:
     cert_status: str = ""
     # Content-Type, Last-Modified, Expires and ETag header lines, formatted once per answer
     header_block: bytes = b""
+    # What a 304 for it carries of those (RFC 9110 15.4.5): the validator and Expires
+    not_modified_block: bytes = b""
 
     @classmethod
     def error(cls, status: ResponseStatus) -> "Answer":
@@ -85,16 +87,12 @@ class Answer:
     ) -> "Answer":
         assert single.next_update is not None
         etag = b'"' + hashlib.sha256(der).hexdigest().encode() + b'"'
-        block = b"".join(
-            (
-                b"Content-Type: application/ocsp-response\r\nLast-Modified: ",
-                http_date(single.this_update),
-                b"\r\nExpires: ",
-                http_date(single.next_update),
-                b"\r\nETag: ",
-                etag,
-                b"\r\n",
-            )
+        validators = b"Expires: " + http_date(single.next_update) + b"\r\nETag: " + etag + b"\r\n"
+        block = (
+            b"Content-Type: application/ocsp-response\r\nLast-Modified: "
+            + http_date(single.this_update)
+            + b"\r\n"
+            + validators
         )
         return cls(
             der,
@@ -107,6 +105,7 @@ class Answer:
             source,
             cert_status,
             block,
+            validators,
         )
 
 

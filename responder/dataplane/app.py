@@ -36,6 +36,11 @@ STATUS_RESULT = {
 }
 
 
+# The fields of a 200 that its 304 carries (RFC 9110 15.4.5); Last-Modified is left out
+# because every answer and CRL file here has an ETag.
+NOT_MODIFIED_HEADERS = frozenset({b"Cache-Control", b"ETag", b"Expires", b"Vary"})
+
+
 def _not_modified(request: Request, etag: bytes, last_modified: int) -> bool:
     inm = request.headers.get(b"if-none-match")
     if inm is not None:
@@ -203,7 +208,10 @@ class DataPlane:
             and (b"if-none-match" in request.headers or b"if-modified-since" in request.headers)
             and _not_modified(request, answer.etag, answer.this_update)
         ):
-            return Response(304, headers, raw_headers=answer.header_block)
+            # RFC 9110 15.4.5: a 304 repeats Cache-Control, Expires and the validator,
+            # and no other representation metadata (no Content-Type, no Last-Modified
+            # next to an ETag).
+            return Response(304, headers, raw_headers=answer.not_modified_block)
         return Response(200, headers, answer.der, head_only=head, raw_headers=answer.header_block)
 
     def _crl_age(self, name: str, mtime: int) -> int:
@@ -228,5 +236,5 @@ class DataPlane:
             ),
         ]
         if _not_modified(request, etag, mtime):
-            return Response(304, headers)
+            return Response(304, [h for h in headers if h[0] in NOT_MODIFIED_HEADERS])
         return Response(200, headers, body, head_only=request.method == b"HEAD")

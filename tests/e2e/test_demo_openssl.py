@@ -115,6 +115,12 @@ def test_rfc9919_headers_and_revalidation(demo, tmp_path):
         get(demo.port, path, {"If-None-Match": headers["etag"]})
     )
     assert status == 304 and body304 == b"" and headers304["etag"] == headers["etag"]
+    # RFC 9110 15.4.5: the validator, Expires and Cache-Control again, and no other
+    # representation metadata (at 3079c4f the 304 also sent Content-Type).
+    assert headers304["expires"] == headers["expires"]
+    assert headers304["cache-control"].startswith("max-age=")
+    assert "content-type" not in headers304 and "last-modified" not in headers304
+    assert "content-length" not in headers304
     status, _, _ = split_response(
         get(demo.port, path, {"If-Modified-Since": headers["last-modified"]})
     )

@@ -91,10 +91,12 @@ def test_crl_files_served_with_caching_headers(ignoring, test_pki):
     assert headers["content-type"] == "application/pkix-crl"
     assert headers["etag"] == '"' + hashlib.sha256(body).hexdigest() + '"'
     assert "max-age=" in headers["cache-control"] and headers["last-modified"].endswith("GMT")
-    status, _, _ = split_response(
+    status, headers304, _ = split_response(
         get(ignoring.port, "/crl/alpha.crl", {"If-None-Match": headers["etag"]})
     )
-    assert status == 304
+    assert status == 304 and headers304["etag"] == headers["etag"]
+    assert "max-age=" in headers304["cache-control"]
+    assert "content-type" not in headers304 and "last-modified" not in headers304
     assert split_response(get(ignoring.port, "/crl/missing.crl"))[0] == 404
     assert split_response(get(ignoring.port, "/crl/../revocd.toml"))[0] == 404
 
