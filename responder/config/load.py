@@ -50,12 +50,6 @@ def _no_leftovers(table: dict[str, Any], where: str) -> None:
         raise ConfigError(f"{where}{sorted(table)[0]}: unknown key")
 
 
-def _positive(value: int, name: str, low: int = 1, high: int = 1 << 20) -> int:
-    if not low <= value <= high:
-        raise ConfigError(f"{name}: must be between {low} and {high}, got {value}")
-    return value
-
-
 def toml_key(f: dataclasses.Field[Any]) -> str:
     return str(f.metadata.get("key") or f.name)
 

@@ -14,7 +14,7 @@ import trio
 
 from ..config import IssuerConfig
 from ..domain.events import Event, Outcome
-from ..domain.records import CertRecord, Status
+from ..domain.records import CertRecord
 from ..domain.transitions import apply
 from . import keys
 from .errors import StoreError
@@ -180,7 +180,3 @@ class MemoryStore:
                 del members[other]
         members[owner] = now + ttl_ms / 1000
         return len(members)
-
-    def status_of(self, issuer: str, serial: int) -> Status | None:
-        record = self.records.get((issuer, serial))
-        return None if record is None else record.status

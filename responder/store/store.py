@@ -11,10 +11,10 @@ import logging
 import ssl
 import struct
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import anyio
@@ -42,6 +42,8 @@ from .scripts import (
 )
 
 log = logging.getLogger("revocd.store")
+
+T = TypeVar("T")
 
 ANSWER_HEADER = struct.Struct(">qq")  # this_update, next_update
 READ_CHUNK = 5000
@@ -358,6 +360,23 @@ class Store:
         flat = [_s(x) for x in raw]
         return [(Outcome(c), m) for c, m in zip(flat[0::2], flat[1::2], strict=True)]
 
+    async def _per_partition(
+        self,
+        issuer: str,
+        items: Sequence[T],
+        serial_of: Callable[[T], int],
+        run: Callable[[int, list[T]], Awaitable[None]],
+    ) -> None:
+        """`run(partition, its items)` for each partition the items fall in, concurrently:
+        one store call per partition (one cluster slot), all in flight together."""
+        n = self.partitions(issuer)
+        groups: dict[int, list[T]] = {}
+        for item in items:
+            groups.setdefault(keys.partition_of(serial_of(item), n), []).append(item)
+        async with trio.open_nursery() as nursery:
+            for p, group in groups.items():
+                nursery.start_soon(run, p, group)
+
     # -- reads -----------------------------------------------------------------------
 
     async def get_record(self, issuer: str, serial: int) -> CertRecord | None:
@@ -367,10 +386,6 @@ class Store:
 
     async def get_records(self, issuer: str, serials: Sequence[int]) -> dict[int, CertRecord]:
         """Many records in one round trip per partition, partitions fetched concurrently."""
-        by_partition: dict[int, list[int]] = {}
-        n = self.partitions(issuer)
-        for serial in serials:
-            by_partition.setdefault(keys.partition_of(serial, n), []).append(serial)
         out: dict[int, CertRecord] = {}
 
         async def fetch(p: int, group: list[int]) -> None:
@@ -381,9 +396,7 @@ class Store:
                 if raw is not None:
                     out[serial] = decode_record(serial, raw)
 
-        async with trio.open_nursery() as nursery:
-            for p, group in by_partition.items():
-                nursery.start_soon(fetch, p, group)
+        await self._per_partition(issuer, serials, lambda s: s, fetch)
         return out
 
     async def count_records(self, issuer: str) -> int:
@@ -422,10 +435,6 @@ class Store:
     ) -> dict[int, tuple[PreSigned | None, CertRecord | None]]:
         """Pre-signed answers and records for many serials: one script call per partition,
         partitions fetched concurrently. The data plane's batched cache misses use it."""
-        n = self.partitions(issuer)
-        by_partition: dict[int, list[int]] = {}
-        for serial in serials:
-            by_partition.setdefault(keys.partition_of(serial, n), []).append(serial)
         out: dict[int, tuple[PreSigned | None, CertRecord | None]] = {}
 
         async def fetch(p: int, group: list[int]) -> None:
@@ -440,9 +449,7 @@ class Store:
                     None if raw is None else decode_record(serial, raw),
                 )
 
-        async with trio.open_nursery() as nursery:
-            for p, group in by_partition.items():
-                nursery.start_soon(fetch, p, group)
+        await self._per_partition(issuer, serials, lambda s: s, fetch)
         return out
 
     # -- pre-signed answers --------------------------------------------------------------
@@ -460,10 +467,6 @@ class Store:
         """Store many pre-signed answers with their re-sign times, one call per partition;
         each is written only if its record still has the version it was signed from.
         Returns how many were stored."""
-        n = self.partitions(issuer)
-        by_partition: dict[int, list[tuple[CertRecord, PreSigned, int]]] = {}
-        for item in items:
-            by_partition.setdefault(keys.partition_of(item[0].serial, n), []).append(item)
         stored = 0
 
         async def write(p: int, group: list[tuple[CertRecord, PreSigned, int]]) -> None:
@@ -483,9 +486,7 @@ class Store:
             )
             stored += done
 
-        async with trio.open_nursery() as nursery:
-            for p, group in by_partition.items():
-                nursery.start_soon(write, p, group)
+        await self._per_partition(issuer, items, lambda item: item[0].serial, write)
         return stored
 
     async def due_serials(
