@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -30,18 +30,20 @@ import trio
 from cryptography import x509
 
 from responder.audit.trail import AuditTrail
+from responder.changes import ChangeHub, FeedItem, Resync
 from responder.config import IssuerConfig
 from responder.failures import describe, recoverable
 from responder.observability import metrics
 from responder.policy import DEFAULT_CRL_RETENTION
 from responder.signing import Signer
-from responder.store import CertRecord, Change, Status, Store, StoreError
+from responder.store import CertRecord, Status, Store, StoreError
 from responder.store.leases import Leases
 
 from .builder import CrlIssuer, Shard, build_crl
 from .publish import Checks, DirectoryOrigin, PublishRefused, S3Origin, crl_number
 
-CHANGE_BATCH = 1000
+# Batches of changes the generator may fall behind by before it resyncs (changes.py)
+CHANGE_BUFFER = 256
 
 log = logging.getLogger("revocd.crl")
 
@@ -265,10 +267,20 @@ class CrlGenerator:
             if leases is not None:
                 issuer.leases, issuer.store = leases, store
 
-    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self,
+        feed: "trio.MemoryReceiveChannel[FeedItem] | None" = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Publish everything, then follow `feed` (the process's change feed; without
+        one, `revocd crl run` and tests, the generator subscribes on its own)."""
         await self.publish_all(reload=True)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._follow_changes)
+            if feed is None:
+                hub = ChangeHub(self.store, self.issuers)
+                feed = hub.subscribe("crl", records=True, buffer=CHANGE_BUFFER)
+                nursery.start_soon(hub.run)
+            nursery.start_soon(self._follow_changes, feed)
             for issuer in self.issuers.values():
                 issuer.publish_index()
                 nursery.start_soon(self._debounced, issuer)
@@ -328,51 +340,30 @@ class CrlGenerator:
             for shard in range(issuer.count):
                 await issuer.publish(shard)
 
-    async def _apply_in_batches(self, changes: AsyncIterator[Change]) -> None:
-        """Apply notifications with one store round trip per batch of whatever has
-        arrived (up to CHANGE_BATCH), not one per change: a revocation storm of 100,000
-        events would otherwise cost 100,000 round trips."""
-        send, receive = trio.open_memory_channel[Change](CHANGE_BATCH * 4)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_drain, changes, send)
-            async with receive:
-                async for first in receive:
-                    batch = [first]
-                    while len(batch) < CHANGE_BATCH:
-                        try:
-                            batch.append(receive.receive_nowait())
-                        except (trio.WouldBlock, trio.EndOfChannel):
-                            break
-                    by_issuer: dict[str, list[int]] = {}
-                    for change in batch:
-                        if change.issuer in self.issuers:
-                            by_issuer.setdefault(change.issuer, []).append(change.serial)
-                    for name, serials in by_issuer.items():
-                        records = await self.store.get_records(name, serials)
-                        for serial in serials:
-                            self.issuers[name].apply(serial, records.get(serial))
+    async def _follow_changes(self, feed: "trio.MemoryReceiveChannel[FeedItem]") -> None:
+        """Apply each batch of the change feed with the records it carries (fetched once
+        for the process, changes.py). A Resync after the first subscription means
+        notifications may have been lost: reload and republish everything."""
+        async with feed:
+            async for item in feed:
+                if isinstance(item, Resync):
+                    if not item.first:
+                        await self._resync()
+                    continue
+                for changed in item:
+                    change = changed.change
+                    issuer = self.issuers.get(change.issuer)
+                    if issuer is not None:
+                        issuer.apply(change.serial, changed.record)
 
-    async def _follow_changes(self) -> None:
-        first = True
-        while True:
-            try:
-                async with self.store.subscribe_changes() as changes:
-                    if not first:  # notifications may have been lost: resynchronise
-                        await self.publish_all(reload=True)
-                    first = False
-                    await self._apply_in_batches(changes)
-            except BaseException as exc:  # keep following; the periodic pass republishes anyway
-                if not recoverable(exc):
-                    raise
-                metrics.CRL_PUBLISH.labels("*", "feed_lost").inc()
-                log.warning("CRL generator lost the change feed (%s); retrying", describe(exc))
-            await trio.sleep(0.5)
-
-
-async def _drain(changes: AsyncIterator[Change], send: trio.MemorySendChannel[Change]) -> None:
-    async with send:
-        async for change in changes:
-            await send.send(change)
+    async def _resync(self) -> None:
+        try:
+            await self.publish_all(reload=True)
+        except BaseException as exc:  # the periodic pass republishes anyway
+            if not recoverable(exc):
+                raise
+            metrics.CRL_PUBLISH.labels("*", "feed_lost").inc()
+            log.warning("CRL resync after a lost change feed failed: %s", describe(exc))
 
 
 def issuer_crls(

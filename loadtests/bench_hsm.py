@@ -25,7 +25,7 @@ from pathlib import Path
 import trio
 from benchdoc import replace_section
 
-from responder.answers.sources import IssuerRuntime
+from responder.answers.issuers import IssuerRuntime
 from responder.config import IssuerConfig
 from responder.ingest import Ingestor
 from responder.policy import Policy

@@ -30,7 +30,7 @@ import trio
 from bench_store import events
 from benchdoc import cpu_model, replace_section
 
-from responder.answers.sources import IssuerRuntime
+from responder.answers.issuers import IssuerRuntime
 from responder.config import IssuerConfig
 from responder.domain.answering import single_for_record
 from responder.domain.timing import DAY, Schedule, due_at

@@ -25,7 +25,8 @@ from ocsp_requests import get_path, ocsp_request
 from revocd_process import start, start_demo, stop
 
 from crlgen.builder import CrlIssuer, Shard, build_crl
-from responder.answers.sources import Answer, AnswerCache
+from responder.answers.answer import Answer
+from responder.answers.cache import AnswerCache
 from responder.domain.timing import Schedule
 from responder.ocsp import HashAlgorithm, IssuerHashes, SingleAnswer, encode_cert_id
 from responder.ocsp.types import CertStatus, RevocationReason

@@ -11,8 +11,9 @@ What is due comes from each partition's due index (a sorted set of serials by re
 time, kept by the store's scripts), so a sweep reads only what it signs: with nothing
 due it costs one range query per partition, however many certificates there are.
 
-Status changes come first: the pre-signer follows the store's change notifications and
-re-signs a changed certificate (a revocation) before anything in the sweep. Writes go
+Status changes come first: the pre-signer consumes the process's change feed
+(changes.py) and re-signs a changed certificate (a revocation) before anything in the
+sweep, from the record the feed already fetched. Writes go
 back under the record version, so an answer signed from a status that changed
 meanwhile is discarded rather than stored.
 """
@@ -24,8 +25,9 @@ from dataclasses import dataclass
 
 import trio
 
-from .answers.sources import IssuerRuntime
+from .answers.issuers import IssuerRuntime
 from .audit.trail import AuditTrail
+from .changes import ChangeHub, FeedItem, Resync
 from .domain.answering import single_for_record
 from .domain.timing import due_at
 from .failures import describe, recoverable
@@ -84,13 +86,23 @@ class Presigner:
         self.store = store
         self.issuers = {i.name: i for i in issuers}
         self.settings = settings or PresignSettings()
-        self._urgent_send, self._urgent = trio.open_memory_channel[tuple[str, int]](100_000)
+        self._urgent_send, self._urgent = trio.open_memory_channel[tuple[str, CertRecord]](100_000)
         self.oldest_this_update: int | None = None
         self._taken_over = trio.Event()
 
-    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self,
+        feed: "trio.MemoryReceiveChannel[FeedItem] | None" = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Sweep forever. `feed` is this process's change feed (changes.py); without
+        one (`revocd presign`, tests) the pre-signer subscribes on its own."""
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._follow_changes)
+            if feed is None:
+                hub = ChangeHub(self.store, self.issuers)
+                feed = hub.subscribe("presign", records=True)
+                nursery.start_soon(hub.run)
+            nursery.start_soon(self._follow_changes, feed)
             nursery.start_soon(self._urgent_worker)
             if self.leases is not None:
                 # The first round of leases is taken before the first sweep needs them.
@@ -279,42 +291,45 @@ class Presigner:
         metrics.PRESIGNED.labels(issuer.name, why).inc(stored)
         return stored
 
-    async def _follow_changes(self) -> None:
-        while True:
-            try:
-                async with self.store.subscribe_changes() as changes:
-                    async for change in changes:
-                        if change.issuer in self.issuers:
-                            try:
-                                self._urgent_send.send_nowait((change.issuer, change.serial))
-                            except trio.WouldBlock:
-                                metrics.PRESIGN_ERRORS.labels("urgent_queue_full").inc()
-            except BaseException as exc:  # keep following; the sweep covers what is missed
-                if not recoverable(exc):
-                    raise
-                log.warning("pre-signer lost the change feed (%s); retrying", describe(exc))
-            await trio.sleep(0.5)
+    async def _follow_changes(self, feed: "trio.MemoryReceiveChannel[FeedItem]") -> None:
+        """Changed certificates (revocations first of all) are re-signed as they come,
+        from the records the feed fetched. A Resync needs nothing here: the sweep finds
+        whatever the missed notifications made due (the due index is in the store)."""
+        async with feed:
+            async for item in feed:
+                if isinstance(item, Resync):
+                    continue
+                for changed in item:
+                    record = changed.record
+                    if record is None or changed.change.issuer not in self.issuers:
+                        continue
+                    try:
+                        self._urgent_send.send_nowait((changed.change.issuer, record))
+                    except trio.WouldBlock:
+                        metrics.PRESIGN_ERRORS.labels("urgent_queue_full").inc()
 
     async def _urgent_worker(self) -> None:
-        """Changed certificates (revocations first of all) are re-signed as they come."""
-        async for issuer_name, serial in self._urgent:
-            pending = {(issuer_name, serial)}
+        """Re-sign what the feed delivered, in batches, revocations first."""
+        async for issuer_name, record in self._urgent:
+            pending = {(issuer_name, record.serial): record}
             while len(pending) < self.settings.batch:
                 try:
-                    pending.add(self._urgent.receive_nowait())
+                    name, more = self._urgent.receive_nowait()
                 except trio.WouldBlock:
                     break
-            by_issuer: dict[str, list[int]] = {}
-            for name, s in pending:
-                by_issuer.setdefault(name, []).append(s)
-            for name, serials in by_issuer.items():
+                pending[(name, more.serial)] = more  # the newest record of a serial wins
+            by_issuer: dict[str, list[CertRecord]] = {}
+            for (name, _), rec in pending.items():
+                by_issuer.setdefault(name, []).append(rec)
+            for name, records in by_issuer.items():
                 try:
                     partitions = self.store.partitions(name)
-                    serials = [
-                        s for s in serials if await self._mine(name, partition_of(s, partitions))
+                    mine = [
+                        r
+                        for r in records
+                        if await self._mine(name, partition_of(r.serial, partitions))
                     ]
-                    records = await self.store.get_records(name, serials)
-                    ordered = sorted(records.values(), key=lambda r: r.status is not Status.REVOKED)
+                    ordered = sorted(mine, key=lambda r: r.status is not Status.REVOKED)
                     await self.sign_and_store(self.issuers[name], ordered, "change")
                 except BaseException as exc:  # the sweep will catch up
                     if not recoverable(exc):

@@ -21,7 +21,7 @@ from typing import Any
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ..answers.sources import IssuerRuntime
+from ..answers.issuers import IssuerRuntime
 from ..audit.trail import AuditTrail, Entry
 from ..config import TokenConfig
 from ..ingest import BatchTooLarge, EventError, Ingestor, parse_serial

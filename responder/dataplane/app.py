@@ -1,39 +1,70 @@
 """The public data plane: OCSP over GET and POST, CRL files, /healthz.
 
+This is the only place response headers are built: the answer chain returns an
+`Answer` (DER and times) or raises an `AnswerError`, and this module turns either
+into HTTP.
+
 HTTP caching follows RFC 9919 section 6: Last-Modified = thisUpdate, Expires =
 nextUpdate, ETag = quoted hex SHA-256 of the body, Cache-Control max-age ending
 before the next planned re-sign, and 304 on If-None-Match / If-Modified-Since.
-Error answers carry `max-age=0, no-cache`.
+An answer no cache may keep (an echoed nonce, several CertIDs) gets none of the
+validators, only `max-age=0, no-cache`, and so costs no hashing or date formatting.
+Error answers carry `max-age=0, no-cache` too.
 """
 
+import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import TypeVar
 
-import trio
-
-from ..answers.sources import Answer, AnswerCache, AnswerSource, Query
+from ..answers.answer import Answer, AnswerError, AnswerSource, Question, TryLater
+from ..answers.cache import AnswerCache
 from ..http.protocol import Request, Response, date_header, http_date, plain
 from ..observability import metrics
-from ..ocsp import MalformedRequest, ResponseStatus, decode_get, decode_request
+from ..ocsp import (
+    MalformedRequest,
+    OCSPRequest,
+    ResponseStatus,
+    decode_get,
+    decode_request,
+    error_response,
+)
 from .crlfiles import CrlFiles
 
 log = logging.getLogger("revocd.dataplane")
+_Raw = TypeVar("_Raw", bytes, str)
 _FROM_CACHE = metrics.ANSWER_SOURCE.labels("cache")
 _LATENCY = metrics.OCSP_LATENCY
 
 OCSP_TYPE = b"application/ocsp-response"
 NO_CACHE = b"max-age=0, no-cache"
 RETRY_AFTER = b"1"
-STATUS_RESULT = {
-    ResponseStatus.MALFORMED_REQUEST: "malformed",
-    ResponseStatus.INTERNAL_ERROR: "internal_error",
-    ResponseStatus.TRY_LATER: "try_later",
-    ResponseStatus.SIG_REQUIRED: "sig_required",
-    ResponseStatus.UNAUTHORIZED: "unauthorized",
-}
+
+
+def etag_of(der: bytes) -> bytes:
+    return b'"' + hashlib.sha256(der).hexdigest().encode() + b'"'
+
+
+def validators(answer: Answer) -> bytes:
+    """Expires and ETag: what a 304 for the answer repeats (RFC 9110 15.4.5)."""
+    return (
+        b"Expires: " + http_date(answer.next_update) + b"\r\nETag: " + etag_of(answer.der) + b"\r\n"
+    )
+
+
+def ocsp_head(answer: Answer) -> bytes:
+    """The header lines of a cacheable answer that do not change per request, formatted
+    once per answer (the cache keeps them next to it for the fast path)."""
+    return (
+        b"Content-Type: application/ocsp-response\r\nLast-Modified: "
+        + http_date(answer.this_update)
+        + b"\r\n"
+        + validators(answer)
+    )
 
 
 # The fields of a 200 that its 304 carries (RFC 9110 15.4.5); Last-Modified is left out
@@ -82,7 +113,7 @@ class DataPlane:
     crl_republish: dict[str, int] = field(default_factory=dict)
     # server.limits.shed_pause_ms: how long a connection told tryLater is not read
     shed_pause: float = 0.0
-    _fast_counts: dict[str, int] = field(default_factory=dict)
+    clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
         self.crl_files = CrlFiles(self.crl_dir) if self.crl_dir is not None else None
@@ -93,18 +124,6 @@ class DataPlane:
         age = max(0, refresh_at - now)
         return min(age, self.max_age_cap) if self.max_age_cap else age
 
-    async def flush_metrics(self, interval: float = 1.0) -> None:
-        """Move the fast path's local counts into the Prometheus counters."""
-        while True:
-            await trio.sleep(interval)
-            self.flush_counts()
-
-    def flush_counts(self) -> None:
-        counts, self._fast_counts = self._fast_counts, {}
-        for result, n in counts.items():
-            metrics.OCSP_REQUESTS.labels("GET", result).inc(n)
-            _FROM_CACHE.inc(n)
-
     def fast(self, request: Request) -> bytes | None:
         """Complete response bytes for a repeated plain GET found by URL in the cache
         (CDNs and stapling servers), or None to take the full path."""
@@ -114,10 +133,13 @@ class DataPlane:
         headers = request.headers
         if b"if-none-match" in headers or b"if-modified-since" in headers:
             return None
-        now = int(time.time())
-        answer = cache.get_url(request.target, now)
-        if answer is None:
+        now = int(self.clock())
+        entry = cache.get_url(request.target, now)
+        if entry is None:
             return None
+        answer = entry.answer
+        if not entry.head:
+            entry.head = ocsp_head(answer)
         _count("GET", answer.cert_status)
         _FROM_CACHE.inc()
         return b"".join(
@@ -125,7 +147,7 @@ class DataPlane:
                 b"HTTP/1.1 200 OK\r\nDate: ",
                 date_header.now(),
                 b"\r\n",
-                answer.header_block,
+                entry.head,
                 b"Cache-Control: max-age=%d, public, no-transform, must-revalidate\r\n"
                 b"Content-Length: %d\r\n\r\n"
                 % (self._ocsp_max_age(answer.refresh_at, now), len(answer.der)),
@@ -151,74 +173,86 @@ class DataPlane:
         if method == b"POST":
             if path.rstrip("/") != self.ocsp_prefix.rstrip("/"):
                 return plain(404, b"not found")
-            return await self._ocsp(request, "POST", lambda: decode_request(request.body), None)
+            return await self._ocsp(request, "POST", decode_request, request.body, None)
         if method in (b"GET", b"HEAD"):
             if path == self.ocsp_prefix.rstrip("/") or path == "/":
                 return plain(404, b"not found")
             return await self._ocsp(
                 request,
                 "GET",
-                lambda: decode_get(target, self.ocsp_prefix),
+                lambda t: decode_get(t, self.ocsp_prefix),
+                target,
                 request.target if method == b"GET" else None,
             )
         return plain(405, b"method not allowed", [(b"Allow", b"GET, HEAD, POST")])
 
     async def _ocsp(
-        self, request: Request, method: str, decode: object, target: bytes | None
+        self,
+        request: Request,
+        method: str,
+        decode: Callable[[_Raw], OCSPRequest],
+        raw: _Raw,
+        target: bytes | None,
     ) -> Response:
         started = time.perf_counter()
         try:
-            ocsp_request = decode()  # type: ignore[operator]
+            question = Question(decode(raw), target=target)
         except MalformedRequest as exc:
             log.debug("malformed OCSP request: %s", exc)
-            answer = Answer.error(ResponseStatus.MALFORMED_REQUEST)
-        else:
-            try:
-                answer = await self.chain.lookup(Query(ocsp_request, target=target))
-            except Exception:
-                log.exception("answer chain failed")
-                answer = Answer.error(ResponseStatus.INTERNAL_ERROR)
-        _count(method, answer.cert_status or STATUS_RESULT.get(answer.status, "error"))
-        response = self._ocsp_response(request, answer, int(time.time()))
+            _count(method, "malformed")
+            return self._error(request, ResponseStatus.MALFORMED_REQUEST)
+        try:
+            answer = await self.chain.answer(question)
+        except AnswerError as exc:
+            _count(method, exc.result)
+            response = self._error(request, exc.status)
+            if isinstance(exc, TryLater):
+                # RFC 9110 section 10.2.3: when to come back. One second: overload and
+                # store hiccups are short, and a client retrying sooner only adds load.
+                response.headers.append((b"Retry-After", RETRY_AFTER))
+                response.pause = self.shed_pause
+            return response
+        except Exception:
+            log.exception("answer chain failed")
+            _count(method, "internal_error")
+            return self._error(request, ResponseStatus.INTERNAL_ERROR)
+        _count(method, answer.cert_status)
+        response = self._ocsp_response(request, answer, int(self.clock()))
         _LATENCY.observe(time.perf_counter() - started)
         return response
 
+    def _error(self, request: Request, status: ResponseStatus) -> Response:
+        """An unsigned OCSP error (RFC 6960 4.2.1): HTTP 200, never cached."""
+        headers = [(b"Content-Type", OCSP_TYPE), (b"Cache-Control", NO_CACHE)]
+        return Response(200, headers, error_response(status), head_only=request.method == b"HEAD")
+
     def _ocsp_response(self, request: Request, answer: Answer, now: int) -> Response:
         head = request.method == b"HEAD"
-        if answer.status is not ResponseStatus.SUCCESSFUL:
+        if not answer.cacheable:
+            # An echoed nonce makes the answer good for this request only: no
+            # validators, nothing a cache could use.
             headers = [(b"Content-Type", OCSP_TYPE), (b"Cache-Control", NO_CACHE)]
-            pause = 0.0
-            if answer.status is ResponseStatus.TRY_LATER:
-                # RFC 9110 section 10.2.3: when to come back. One second: overload and
-                # store hiccups are short, and a client retrying sooner only adds load.
-                headers.append((b"Retry-After", RETRY_AFTER))
-                pause = self.shed_pause
-            return Response(200, headers, answer.der, head_only=head, pause=pause)
-        if answer.cacheable:
-            cache_control = (
-                b"max-age=%d, public, no-transform, must-revalidate"
-                % self._ocsp_max_age(answer.refresh_at, now)
-            )
-        else:  # an echoed nonce makes the answer good for this request only
-            cache_control = NO_CACHE
+            return Response(200, headers, answer.der, head_only=head)
+        cache_control = b"max-age=%d, public, no-transform, must-revalidate" % self._ocsp_max_age(
+            answer.refresh_at, now
+        )
         headers = [(b"Cache-Control", cache_control)]
         if (
-            answer.cacheable
-            and request.method != b"POST"
+            request.method != b"POST"
             and (b"if-none-match" in request.headers or b"if-modified-since" in request.headers)
-            and _not_modified(request, answer.etag, answer.this_update)
+            and _not_modified(request, etag_of(answer.der), answer.this_update)
         ):
             # RFC 9110 15.4.5: a 304 repeats Cache-Control, Expires and the validator,
             # and no other representation metadata (no Content-Type, no Last-Modified
             # next to an ETag).
-            return Response(304, headers, raw_headers=answer.not_modified_block)
-        return Response(200, headers, answer.der, head_only=head, raw_headers=answer.header_block)
+            return Response(304, headers, raw_headers=validators(answer))
+        return Response(200, headers, answer.der, head_only=head, raw_headers=ocsp_head(answer))
 
     def _crl_age(self, name: str, mtime: int) -> int:
         interval = self.crl_republish.get(name)
         if interval is None:
             return self.crl_max_age
-        return max(0, min(self.crl_max_age, mtime + interval - int(time.time())))
+        return max(0, min(self.crl_max_age, mtime + interval - int(self.clock())))
 
     async def _file(self, request: Request, name: str) -> Response:
         assert self.crl_files is not None

@@ -294,6 +294,8 @@ class HttpServer:
                 continue
             self._answering(conn)
             if waiting == 1 and fast is not None:
+                # The common case (one request per read, a CDN or stapling server
+                # asking again): answered without a list, a join or the handler.
                 request = proto.next_request()
                 assert request is not None
                 raw = fast(request) if request.keep_alive else None
@@ -301,21 +303,30 @@ class HttpServer:
                     await stream.send_all(raw)
                     self._arm(conn)
                     continue
-                if not await self._answer(conn, stream, [request]):
+                # The fast path said no: the handler answers, and the fast path is
+                # not asked a second time.
+                if not await self._answer(conn, stream, [request], fast_tried=True):
                     return
             elif not await self._answer(conn, stream, proto.take_all()):
                 return
             self._arm(conn)
 
-    async def _answer(self, conn: _Conn, stream: trio.abc.Stream, requests: list[Request]) -> bool:
+    async def _answer(
+        self,
+        conn: _Conn,
+        stream: trio.abc.Stream,
+        requests: list[Request],
+        fast_tried: bool = False,
+    ) -> bool:
         """Answer `requests` in order with one write; False when the connection must
-        close afterwards (a request without keep-alive, or an upgrade request)."""
+        close afterwards (a request without keep-alive, or an upgrade request).
+        `fast_tried`: the caller already asked the fast path about these."""
         if not requests:
             return True
         out = []
         open_after = True
         pause = 0.0
-        fast = self.fast
+        fast = None if fast_tried else self.fast
         for request in requests:
             keep_alive = request.keep_alive
             raw = fast(request) if fast is not None and keep_alive else None

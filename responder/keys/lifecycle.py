@@ -19,7 +19,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from ..answers.sources import IssuerRuntime
+from ..answers.issuers import IssuerRuntime
 from ..audit.trail import AuditTrail, Entry
 from ..config import ConfigError, HsmConfig, IssuerConfig
 from ..observability import metrics

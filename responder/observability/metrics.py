@@ -34,6 +34,12 @@ CHANGE_FEED_RESTARTS = Counter(
     "revocd_change_feed_restarts_total",
     "Times the change subscription (re)started; each restart clears the local cache",
 )
+CHANGE_FEED_RESYNCS = Counter(
+    "revocd_change_feed_resyncs_total",
+    "Resyncs sent to a consumer of the change feed: after a (re)subscription, or because "
+    "the consumer fell behind and notifications for it were dropped",
+    ["consumer"],
+)
 STORE_BATCH_SIZE = Histogram(
     "revocd_store_lookup_batch_size",
     "Cache misses fetched from the store in one round trip",

@@ -5,6 +5,9 @@ generator, certificate and store watchers), all in one nursery.
 With `server.workers > 1`, worker processes each run a data plane on the same port
 (SO_REUSEPORT) with their own cache and change subscription, and this process keeps
 the control plane.
+
+Each process subscribes to the store's changes once (changes.py: ChangeHub) and fans
+them out to what it runs: the answer cache, the pre-signer, the CRL generator.
 """
 
 import contextlib
@@ -19,15 +22,13 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from ..answers.sources import (
-    AnswerCache,
-    IssuerRuntime,
-    LoopLag,
-    MissBatcher,
-    build_chain,
-    follow_changes,
-)
+from ..answers.cache import AnswerCache
+from ..answers.chain import build_chain
+from ..answers.issuers import IssuerRuntime
+from ..answers.presigned import MissBatcher
+from ..answers.shedding import LoopLag
 from ..audit.trail import AuditTrail
+from ..changes import ChangeHub, invalidate_cache
 from ..config import Config, ConfigError, load_config
 from ..control.app import ControlApp
 from ..dataplane.app import DataPlane
@@ -70,13 +71,18 @@ async def run_data_plane(
     store: Store,
     issuers: list[IssuerRuntime],
     sock: socket.socket,
+    hub: ChangeHub,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    """The data plane of one process; `hub` is the process's change feed, whose run
+    the caller owns (the cache's channel is taken here, before the hub starts)."""
     async with trio.open_nursery() as nursery:
         cache = AnswerCache(config.server.cache_entries)
         batcher = MissBatcher(store)
         nursery.start_soon(batcher.run)
-        nursery.start_soon(follow_changes, store, cache)
+        # Invalidations must never wait behind a slow consumer: a deep buffer, and a
+        # Resync (clear) should it ever fill.
+        nursery.start_soon(invalidate_cache, hub.subscribe("cache", buffer=4096), cache)
         limits = config.server.limits
         loop = LoopLag(limits.live_sign_loop_lag_ms / 1000)
         nursery.start_soon(loop.run)
@@ -115,7 +121,6 @@ async def run_data_plane(
             fast=plane.fast,
             hold=loop.hold,
         )
-        nursery.start_soon(plane.flush_metrics)
         listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
         await nursery.start(server.serve, [listener])
         task_status.started()
@@ -134,7 +139,9 @@ def _worker_main(config_path: str, store_url: str, port: int, index: int, ready:
             await store.register_issuers(config.issuers.values())
             issuers = issuer_runtimes(config)
             async with trio.open_nursery() as nursery:
-                await nursery.start(run_data_plane, config, store, issuers, sock)
+                hub = ChangeHub(store, config.issuers)
+                await nursery.start(run_data_plane, config, store, issuers, sock, hub)
+                await nursery.start(hub.run)
                 nursery.start_soon(CertificateWatcher(issuers).run)
                 nursery.start_soon(watch_store, store)
                 if config.server.log_summary_seconds:
@@ -186,8 +193,9 @@ async def run_service(
         )
         try:
             async with trio.open_nursery() as nursery:
+                hub = ChangeHub(store, config.issuers)
                 if pool is None:
-                    await nursery.start(run_data_plane, config, store, issuers, sock)
+                    await nursery.start(run_data_plane, config, store, issuers, sock, hub)
                 else:
                     await nursery.start(pool.run)
                     # The workers listen on the port now; this socket only reserved it.
@@ -204,9 +212,13 @@ async def run_service(
                     nursery.start_soon(log_summaries, config.server.log_summary_seconds)
                 crls = crl_generator(config, store, trail) if config.server.crl_generator else None
                 if crls is not None:
-                    await nursery.start(crls.run)
+                    await nursery.start(crls.run, hub.subscribe("crl", records=True, buffer=256))
                 if config.presign.enabled:
-                    nursery.start_soon(presigner(config, store, issuers, trail).run)
+                    nursery.start_soon(
+                        presigner(config, store, issuers, trail).run,
+                        hub.subscribe("presign", records=True),
+                    )
+                await nursery.start(hub.run)
                 binds = await nursery.start(hypercorn_serve, control, hconf)
                 control_port = int(binds[0].rsplit(":", 1)[1])
                 running = Running(store, ingest, issuers, data_port, control_port, trail)

@@ -11,7 +11,7 @@ import trio
 from cryptography import x509
 
 from .. import __version__
-from ..answers.sources import IssuerRuntime
+from ..answers.issuers import IssuerRuntime
 from ..audit.trail import AuditTrail
 from ..config import Config, ConfigError, IssuerConfig
 from ..domain.timing import HOUR, Schedule

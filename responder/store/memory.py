@@ -17,7 +17,7 @@ from ..domain.events import Event, Outcome
 from ..domain.records import CertRecord
 from ..domain.transitions import apply
 from . import keys
-from .errors import StoreError
+from .errors import StoreError, StoreUnavailable
 from .store import Change, PreSigned
 
 
@@ -34,6 +34,8 @@ class MemoryStore:
         self._leases: dict[str, tuple[str, float]] = {}
         self._members: dict[str, dict[str, float]] = {}
         self._subscribers: list[trio.MemorySendChannel[Change]] = []
+        # A unit test sets this to make reads fail as a store that is away does.
+        self.down = False
 
     # -- issuers and records ----------------------------------------------------------
 
@@ -47,10 +49,16 @@ class MemoryStore:
         except KeyError:
             raise StoreError(f"issuer {issuer!r} is not registered with the store") from None
 
+    def _check(self) -> None:
+        if self.down:
+            raise StoreUnavailable("memory store set down by the test")
+
     async def get_record(self, issuer: str, serial: int) -> CertRecord | None:
+        self._check()
         return self.records.get((issuer, serial))
 
     async def get_records(self, issuer: str, serials: Sequence[int]) -> dict[int, CertRecord]:
+        self._check()
         return {s: r for s in serials if (r := self.records.get((issuer, s))) is not None}
 
     async def apply_events(
@@ -107,6 +115,24 @@ class MemoryStore:
                 out[serial] = answer
         return out
 
+    async def put_answer(
+        self, issuer: str, record: CertRecord, answer: PreSigned, due_at: int
+    ) -> bool:
+        return await self.put_answers(issuer, [(record, answer, due_at)]) == 1
+
+    async def lookup_many(
+        self, issuer: str, serials: Sequence[int]
+    ) -> dict[int, tuple[PreSigned | None, CertRecord | None]]:
+        self._check()
+        now = self.clock()
+        out: dict[int, tuple[PreSigned | None, CertRecord | None]] = {}
+        for serial in serials:
+            answer = self.answers.get((issuer, serial))
+            if answer is not None and answer.next_update <= now:
+                answer = None  # the real store's answer keys expire at nextUpdate
+            out[serial] = (answer, self.records.get((issuer, serial)))
+        return out
+
     async def get_answer(self, issuer: str, serial: int) -> PreSigned | None:
         p = keys.partition_of(serial, self.partitions(issuer))
         return (await self.get_answers(issuer, p, [serial])).get(serial)
@@ -147,6 +173,12 @@ class MemoryStore:
                 send.send_nowait(change)
             except (trio.WouldBlock, trio.BrokenResourceError):
                 self._subscribers.remove(send)  # like pub/sub: a slow subscriber misses
+
+    def drop_subscriptions(self) -> None:
+        """End every subscription, as a store restart does (tests of resync)."""
+        for send in self._subscribers:
+            send.close()
+        self._subscribers.clear()
 
     @asynccontextmanager
     async def subscribe_changes(self) -> AsyncIterator[AsyncIterator[Change]]:

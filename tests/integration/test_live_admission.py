@@ -1,7 +1,8 @@
 """Live-signing admission (LiveSigner, server.limits.live_sign_*): a request that cannot be
 signed within its deadline gets tryLater at once, for any signer, and the data plane
 sends tryLater with Retry-After. Unit tests: a slow signer wrapping a real key, trio's
-MockClock, no store (a nonce request with its record known never touches one)."""
+MockClock, no store (a nonce request with its record known never touches one).
+The real clock is used by the loop-lag test, which is why this is not a unit test."""
 
 import time
 from pathlib import Path
@@ -10,7 +11,9 @@ import pytest
 import trio
 import trio.testing
 
-from responder.answers.sources import Answer, IssuerRuntime, LiveSigner, Query
+from responder.answers.answer import Answer, AnswerError, Question, TryLater
+from responder.answers.issuers import IssuerRuntime
+from responder.answers.live import LiveSigner
 from responder.config import IssuerConfig
 from responder.dataplane.app import DataPlane
 from responder.http.protocol import Request
@@ -19,6 +22,8 @@ from responder.ocsp import CertID, HashAlgorithm, OCSPRequest, ResponseStatus
 from responder.signing import ResponderIdentity, SoftwareSigner
 from responder.store import CertRecord, Status
 from responder.testing import pki
+
+from .. import reqbuild
 
 
 class SlowSigner:
@@ -56,7 +61,7 @@ def runtime(issuer: pki.Issued, delay: float) -> tuple[IssuerRuntime, SlowSigner
     return IssuerRuntime(config, ResponderIdentity(signer, issuer.cert)), signer
 
 
-def nonce_query(rt: IssuerRuntime, serial: int, nonce: bytes) -> Query:
+def nonce_query(rt: IssuerRuntime, serial: int, nonce: bytes) -> Question:
     hashes = rt.hashes
     cid = CertID(
         int(HashAlgorithm.SHA1),
@@ -66,7 +71,16 @@ def nonce_query(rt: IssuerRuntime, serial: int, nonce: bytes) -> Query:
         hashes.cert_id(HashAlgorithm.SHA1, serial),
     )
     record = CertRecord(serial, Status.GOOD, 2_000_000_000, version=1, updated_at=0, crl_shard=0)
-    return Query(OCSPRequest([cid], nonce, False), issuer=rt, record=record, record_known=True)
+    return Question(OCSPRequest([cid], nonce, False), issuer=rt).with_record(record)
+
+
+async def outcome(source: LiveSigner, question: Question) -> ResponseStatus:
+    """SUCCESSFUL for an answer, else the OCSP status of the error raised."""
+    try:
+        await source.answer(question)
+    except AnswerError as exc:
+        return exc.status
+    return ResponseStatus.SUCCESSFUL
 
 
 def live(max_pending: int, deadline: float) -> LiveSigner:
@@ -86,8 +100,8 @@ def test_requests_beyond_max_pending_get_try_later_at_once(issuer_pki):
 
     async def one(i: int) -> None:
         start = trio.current_time()
-        answer = await source.lookup(nonce_query(rt, 7, b"nonce-%d" % i))
-        results.append((answer.status, trio.current_time() - start))
+        status = await outcome(source, nonce_query(rt, 7, b"nonce-%d" % i))
+        results.append((status, trio.current_time() - start))
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -107,13 +121,13 @@ def test_a_signature_slower_than_the_deadline_is_try_later_at_the_deadline(issue
     source = live(max_pending=100, deadline=0.5)
     before = shed("deadline")
 
-    async def main() -> tuple[Answer, float]:
+    async def main() -> tuple[ResponseStatus, float]:
         start = trio.current_time()
-        answer = await source.lookup(nonce_query(rt, 7, b"n"))
-        return answer, trio.current_time() - start
+        status = await outcome(source, nonce_query(rt, 7, b"n"))
+        return status, trio.current_time() - start
 
-    answer, took = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-    assert answer.status is ResponseStatus.TRY_LATER and took == pytest.approx(0.5)
+    status, took = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert status is ResponseStatus.TRY_LATER and took == pytest.approx(0.5)
     assert shed("deadline") == before + 1 and source.pending == 0
 
 
@@ -122,28 +136,35 @@ def test_within_the_limits_answers_are_signed(issuer_pki):
     source = live(max_pending=2, deadline=0.5)
 
     async def main() -> list[Answer]:
-        return [await source.lookup(nonce_query(rt, 7, b"n%d" % i)) for i in range(5)]
+        return [await source.answer(nonce_query(rt, 7, b"n%d" % i)) for i in range(5)]
 
     answers = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-    assert all(a.status is ResponseStatus.SUCCESSFUL and not a.cacheable for a in answers)
+    assert all(a.source == "live" and not a.cacheable for a in answers)
     assert signer.signed == 5
 
 
 class Busy:
-    async def lookup(self, query: Query) -> Answer:
-        return Answer.error(ResponseStatus.TRY_LATER)
+    def __init__(self, error: AnswerError) -> None:
+        self.error = error
+
+    async def answer(self, question: Question) -> Answer:
+        raise self.error
 
 
 def test_try_later_carries_retry_after_and_no_cache():
     """RFC 6960 4.2.1 tryLater; RFC 9110 10.2.3 Retry-After; errors never cached."""
-    plane = DataPlane(Busy())  # type: ignore[arg-type]
-    request = Request(b"POST", b"/", {}, b"", True, False)
-    response = plane._ocsp_response(request, Answer.error(ResponseStatus.TRY_LATER), 0)
+    body = reqbuild.request()
+    request = Request(b"POST", b"/", {}, body, True, False)
+    response = trio.run(DataPlane(Busy(TryLater("busy"))), request)  # type: ignore[arg-type]
     headers = dict(response.headers)
     assert headers[b"Retry-After"] == b"1"
     assert headers[b"Cache-Control"] == b"max-age=0, no-cache"
-    malformed = plane._ocsp_response(request, Answer.error(ResponseStatus.MALFORMED_REQUEST), 0)
+    assert response.body == bytes.fromhex("30030a0103")  # tryLater
+    malformed = trio.run(
+        DataPlane(Busy(TryLater("x"))), Request(b"POST", b"/", {}, b"\x30", True, False)
+    )  # type: ignore[arg-type]
     assert b"Retry-After" not in dict(malformed.headers)
+    assert malformed.body == bytes.fromhex("30030a0101")  # malformedRequest
 
 
 class BusySigner(SlowSigner):
@@ -159,7 +180,7 @@ def test_loop_lag_from_live_signing_sheds_and_from_other_work_does_not():
     """Real clock: a flood of inline signatures makes the loop late and the excess is
     refused (reason loop_lag); a loop made late by other work (a pre-sign sweep) still
     signs the live answers asked meanwhile, as it signs a handful of concurrent ones."""
-    from responder.answers.sources import LoopLag
+    from responder.answers.shedding import LoopLag
 
     issuer = pki.make_intermediate("lag issuer", pki.make_root("lag root"))
     signer = BusySigner(SoftwareSigner(issuer.key), 0.003)
@@ -171,7 +192,7 @@ def test_loop_lag_from_live_signing_sheds_and_from_other_work_does_not():
     flood: list[ResponseStatus] = []
 
     async def one(i: int) -> None:
-        flood.append((await source.lookup(nonce_query(rt, 7, b"f%d" % i))).status)
+        flood.append(await outcome(source, nonce_query(rt, 7, b"f%d" % i)))
 
     async def main() -> ResponseStatus:
         async with trio.open_nursery() as nursery:
@@ -185,7 +206,7 @@ def test_loop_lag_from_live_signing_sheds_and_from_other_work_does_not():
             await trio.sleep(0)
             await trio.sleep(LoopLag.TICK * 2)
             assert loop.lag > loop.limit
-            after_other_work = (await source.lookup(nonce_query(rt, 7, b"o"))).status
+            after_other_work = await outcome(source, nonce_query(rt, 7, b"o"))
             nursery.cancel_scope.cancel()
         return after_other_work
 
@@ -204,7 +225,7 @@ def test_loop_lag_from_live_signing_sheds_and_from_other_work_does_not():
 def test_signing_time_in_one_pass_counts_against_the_limit():
     """Every request of one pass sees the same lag; the time already spent signing in
     that pass is added, so a calm loop does not admit a whole flood in one pass."""
-    from responder.answers.sources import LoopLag
+    from responder.answers.shedding import LoopLag
 
     loop = LoopLag(limit=0.010)
     loop.arrivals = LoopLag.FLOOR  # a flood's pass
@@ -219,7 +240,7 @@ def test_signing_time_in_one_pass_counts_against_the_limit():
 
 
 def test_held_connections_are_released_once_calm_or_at_the_pause():
-    from responder.answers.sources import LoopLag
+    from responder.answers.shedding import LoopLag
 
     loop = LoopLag(limit=0.010)
 

@@ -7,7 +7,7 @@ import pytest
 import trio
 from asn1crypto import ocsp as asn1_ocsp
 
-from responder.answers.sources import IssuerRuntime
+from responder.answers.issuers import IssuerRuntime
 from responder.config import IssuerConfig
 from responder.domain.timing import DAY, HOUR, Schedule, due_at
 from responder.ingest import Ingestor

@@ -8,7 +8,7 @@ from pathlib import Path
 import trio
 from asn1crypto import ocsp as asn1_ocsp
 
-from responder.answers.sources import IssuerRuntime
+from responder.answers.issuers import IssuerRuntime
 from responder.config import IssuerConfig
 from responder.domain.events import Event, EventType
 from responder.domain.timing import DAY, Schedule

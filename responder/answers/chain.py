@@ -1,0 +1,45 @@
+"""The one place the answer sources meet:
+
+    IssuerFilter → CachedSource → PresignedSource → LiveSigner
+
+A question with a nonce the issuer echoes, or with several CertIDs, passes the cache
+and the pre-signed answers untouched and is signed live.
+"""
+
+import time
+from collections.abc import Callable, Sequence
+
+import trio
+
+from .answer import AnswerSource
+from .cache import AnswerCache, CachedSource
+from .filter import IssuerFilter
+from .issuers import IssuerRuntime
+from .live import AnswerWriter, LiveSigner
+from .presigned import PresignedSource, RecordFetcher
+from .shedding import LoopLag
+
+
+def build_chain(
+    issuers: Sequence[IssuerRuntime],
+    cache: AnswerCache,
+    writer: AnswerWriter,
+    fetcher: RecordFetcher,
+    nursery: trio.Nursery,
+    live_max_pending: int,
+    live_deadline: float,
+    loop: LoopLag,
+    clock: Callable[[], float] = time.time,
+) -> AnswerSource:
+    live = LiveSigner(
+        writer,
+        fetcher,
+        cache,
+        nursery,
+        clock=clock,
+        max_pending=live_max_pending,
+        deadline=live_deadline,
+        loop=loop,
+    )
+    presigned = PresignedSource(live, fetcher, cache, clock)
+    return IssuerFilter(CachedSource(presigned, cache), issuers)
