@@ -40,7 +40,7 @@ from responder.store import CertRecord, Status, Store, StoreError
 from responder.store.leases import Leases
 
 from .builder import CrlIssuer, Shard, build_crl
-from .publish import Checks, DirectoryOrigin, PublishRefused, S3Origin, crl_number
+from .publish import Checks, DirectoryOrigin, OffLoop, PublishRefused, S3Origin, crl_number
 
 # Batches of changes the generator may fall behind by before it resyncs (changes.py)
 CHANGE_BUFFER = 256
@@ -85,6 +85,12 @@ class IssuerCrls:
 
     def __post_init__(self) -> None:
         assert self.config.crl is not None
+        # Reached only off the event loop (publish.py: OffLoop). The directory comes
+        # first: it is what this process's data plane serves, and what the checks and
+        # CRL numbers are read from.
+        self.origins = [OffLoop(self.origin, "directory")]
+        if self.s3 is not None:
+            self.origins.append(OffLoop(self.s3, "s3"))
         self.crl = self.config.crl
         self.issuer = CrlIssuer(self.cert, self.signer)
         self.count = max(1, self.config.crl_shards)
@@ -122,7 +128,7 @@ class IssuerCrls:
         listed = set(self.not_after)
         gone: list[int] = []
         for shard in range(self.count):
-            published = self.origin.current(file_name(self.url(shard)))
+            published = await self.origins[0].current(file_name(self.url(shard)))
             if published is not None:
                 gone += [
                     e.serial_number
@@ -168,7 +174,7 @@ class IssuerCrls:
         url = self.url(shard)
         name = file_name(url)
         now = int(self.clock())
-        previous = self.origin.current(name)
+        previous = await self.origins[0].current(name)
         previous_number = None
         if previous is not None:
             try:
@@ -200,22 +206,23 @@ class IssuerCrls:
         )
         checks = Checks(may_drop=lambda serial: serial in self.dropped)
         key = self.cert.public_key()
-        try:
-            self.origin.publish(self.name, name, der, key, checks)  # type: ignore[arg-type]
-        except PublishRefused as exc:
-            if self.audit is not None:
-                await self.audit.anomaly(
-                    "crl_refused", issuer=self.name, shard=shard, check=exc.check, reason=str(exc)
-                )
-            return False
-        if self.s3 is not None:
+        for origin in self.origins:
             try:
-                await trio.to_thread.run_sync(self.s3.publish, self.name, name, der, key, checks)  # type: ignore[arg-type]
-            except PublishRefused:
+                await origin.publish(self.name, name, der, key, checks)  # type: ignore[arg-type]
+            except PublishRefused as exc:  # counted and logged by the origin
+                if self.audit is not None:
+                    await self.audit.anomaly(
+                        "crl_refused",
+                        issuer=self.name,
+                        shard=shard,
+                        check=exc.check,
+                        origin=origin.label,
+                        reason=str(exc),
+                    )
                 return False
-            except Exception as exc:  # storage unreachable: the next publication retries
-                metrics.CRL_PUBLISH.labels(self.name, "s3_error").inc()
-                log.error("CRL %s for %s not written to S3: %s", name, self.name, exc)
+            except Exception as exc:  # disk full, storage unreachable: the next pass retries
+                metrics.CRL_PUBLISH.labels(self.name, f"{origin.label}_error").inc()
+                log.error("CRL %s for %s not written to %s: %s", name, self.name, origin.label, exc)
                 return False
         self.published_at[shard] = now
         self.dirty.discard(shard)
@@ -237,16 +244,15 @@ class IssuerCrls:
             )
         return True
 
-    def publish_index(self) -> None:
+    async def publish_index(self) -> None:
         """The JSON array of this issuer's CRL URLs (CCADB's format for sharded CRLs)."""
         urls = [self.url(n) for n in range(self.count)]
         data = (json.dumps(urls, indent=1) + "\n").encode()
-        self.origin.put(f"{self.name}.crls.json", data)
-        if self.s3 is not None:
+        for origin in self.origins:
             try:
-                self.s3.put(f"{self.name}.crls.json", data)
+                await origin.put(f"{self.name}.crls.json", data)
             except Exception as exc:  # written again at the next start
-                log.error("CRL list for %s not written to S3: %s", self.name, exc)
+                log.error("CRL list for %s not written to %s: %s", self.name, origin.label, exc)
 
 
 class CrlGenerator:
@@ -282,7 +288,7 @@ class CrlGenerator:
                 nursery.start_soon(hub.run)
             nursery.start_soon(self._follow_changes, feed)
             for issuer in self.issuers.values():
-                issuer.publish_index()
+                await issuer.publish_index()
                 nursery.start_soon(self._debounced, issuer)
                 nursery.start_soon(self._periodic, issuer)
             if self.leases is not None:

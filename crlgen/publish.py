@@ -1,11 +1,16 @@
-"""Checks before a CRL is published, CRL numbers that never go backwards, and the
-directory origin.
+"""Checks before a CRL is published, CRL numbers that never go backwards, the origins
+(a directory, S3), and `OffLoop`, through which the generator reaches every origin.
 
 Nothing reaches an origin unless: the signature verifies under the issuer's key, the CRL
 number grew past the one published, no entry of the published CRL disappeared before its
 retention ended, thisUpdate is not in the future, nextUpdate is within 10 days (BR 7.2,
 RFC 5280 section 5.1.2.5), and the size is within limits (a warning above 10 MB). A refusal
 is a metric and a log line, and leaves the previous CRL in place.
+
+The origins' methods block (file reads, the checks, which parse and verify the whole
+CRL, fsync, HTTP to S3): at 500k entries that was a second of a data plane that could
+not answer. The generator only ever calls them through `OffLoop`, which runs each call
+in a worker thread, so the event loop keeps serving while a CRL is checked and written.
 """
 
 import datetime as dt
@@ -15,8 +20,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import trio
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 
@@ -256,3 +262,46 @@ class S3Origin:
         self.client.put_object(
             Bucket=self.bucket, Key=self._key(name), Body=data, ContentType="application/json"
         )
+
+
+class Origin(Protocol):
+    """Where CRLs are published; every method may block (DirectoryOrigin, S3Origin)."""
+
+    def current(self, name: str) -> bytes | None: ...
+
+    def publish(
+        self,
+        issuer: str,
+        name: str,
+        der: bytes,
+        issuer_key: CertificateIssuerPublicKeyTypes,
+        checks: Checks,
+    ) -> object: ...
+
+    def put(self, name: str, data: bytes) -> object: ...
+
+
+class OffLoop:
+    """One origin, each call run in a worker thread (trio.to_thread), so the checks and
+    fsync of a large CRL never hold up the event loop. `label` names the origin in
+    metrics and logs ("directory", "s3")."""
+
+    def __init__(self, origin: Origin, label: str) -> None:
+        self.origin = origin
+        self.label = label
+
+    async def current(self, name: str) -> bytes | None:
+        return await trio.to_thread.run_sync(self.origin.current, name)
+
+    async def publish(
+        self,
+        issuer: str,
+        name: str,
+        der: bytes,
+        issuer_key: CertificateIssuerPublicKeyTypes,
+        checks: Checks,
+    ) -> None:
+        await trio.to_thread.run_sync(self.origin.publish, issuer, name, der, issuer_key, checks)
+
+    async def put(self, name: str, data: bytes) -> None:
+        await trio.to_thread.run_sync(self.origin.put, name, data)

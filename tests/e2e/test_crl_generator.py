@@ -2,6 +2,7 @@
 in its shard's CRL within seconds, a lifted hold leaving it, and `revocd crl build`."""
 
 import hashlib
+import itertools
 import json
 import subprocess
 import sys
@@ -221,3 +222,72 @@ def test_code_signing_keeps_entries_for_ten_years(test_pki, tmp_path):
     crls.prune(0)
     assert crls.shards[0].serials == [11, 12]
     assert crls.retention == 10 * 365 * 86400
+
+
+def test_a_failing_origin_is_counted_and_the_shard_stays_due(test_pki, tmp_path):
+    """A full disk under the CRL directory: no crash, `directory_error`, the previous CRL
+    (none here) untouched, and the next publication of the shard succeeds."""
+    import errno
+
+    import trio
+
+    from responder.observability import metrics
+
+    crls, _ = _issuer_crls(test_pki, tmp_path, "tls")
+    directory = crls.origin
+    real_put = directory.put
+    calls = []
+
+    def full_disk(name, data):
+        calls.append(name)
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_put(name, data)
+
+    directory.put = full_disk
+    errors = metrics.CRL_PUBLISH.labels("ret", "directory_error")
+    before = errors._value.get()
+    crls.dirty.add(0)
+    assert trio.run(crls.publish, 0) is False
+    assert errors._value.get() == before + 1 and 0 in crls.dirty
+    assert not (tmp_path / "crl" / "ret.crl").exists()
+    assert trio.run(crls.publish, 0) is True
+    assert 0 not in crls.dirty and (tmp_path / "crl" / "ret.crl").exists()
+    assert calls == ["ret.crl", "ret.crl"]
+
+
+def test_checks_and_writes_run_off_the_event_loop(test_pki, tmp_path):
+    """While an origin's check-and-write runs, other tasks on the loop keep running."""
+    import threading
+
+    import trio
+
+    crls, _ = _issuer_crls(test_pki, tmp_path, "tls")
+    directory = crls.origin
+    real_publish = directory.publish
+    loop_thread = []
+
+    def slow_publish(*args):
+        loop_thread.append(threading.current_thread() is threading.main_thread())
+        time.sleep(0.3)  # a large CRL's verify and fsync
+        return real_publish(*args)
+
+    directory.publish = slow_publish
+    ticks = []
+
+    async def main():
+        async def ticker():
+            while True:
+                ticks.append(trio.current_time())
+                await trio.sleep(0.01)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ticker)
+            assert await crls.publish(0)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert loop_thread == [False]  # not on the loop's thread
+    # Blocked, the ticker would have stopped for the whole 0.3 s.
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    assert max(gaps) < 0.25, max(gaps)
