@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from operator import attrgetter
 
+import trio
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -30,6 +31,9 @@ _AKI_OID = bytes.fromhex("0603551d23")
 _CRL_NUMBER_OID = bytes.fromhex("0603551d14")
 _IDP_OID = bytes.fromhex("0603551d1c")
 MAX_CRL_NUMBER = (1 << 159) - 1  # RFC 5280 section 5.2.3: at most 20 octets
+# Shards this large are assembled in a worker thread (a few milliseconds of copying);
+# smaller ones are not worth the hand-off.
+THREAD_ENTRIES = 10_000
 
 
 def _tlv(tag: int, content: bytes) -> bytes:
@@ -147,18 +151,27 @@ async def build_crl(
     next_update: int,
     idp_uri: str | None = None,
 ) -> bytes:
-    """DER of a signed CRL for the shard (a full CRL when idp_uri is None)."""
+    """DER of a signed CRL for the shard (a full CRL when idp_uri is None).
+
+    A large shard is assembled in a worker thread, so the copy of tens of megabytes is
+    not the data plane's wait; the signer hashes it off the loop too (signing/)."""
     if next_update <= this_update:
         raise ValueError("nextUpdate must be after thisUpdate")
     algorithm = issuer.signer.signature_algorithm
-    tbs: bytes = entries_codec.tbs_cert_list(
-        algorithm,
-        issuer.name_der,
-        this_update,
-        next_update,
-        shard.entries,
-        crl_extensions(issuer.aki, number, idp_uri),
-    )
+    # The compiled encoder copies the list before it lets go of the GIL; the pure twin
+    # joins it in one call that holds the GIL. Either way the loop may change the
+    # shard meanwhile without touching what is encoded.
+    entries = shard.entries
+    extensions = crl_extensions(issuer.aki, number, idp_uri)
+    args = (algorithm, issuer.name_der, this_update, next_update, entries, extensions)
+    if len(entries) < THREAD_ENTRIES:
+        tbs: bytes = entries_codec.tbs_cert_list(*args)
+        signature = await issuer.signer.sign(tbs)
+        small: bytes = entries_codec.certificate_list(tbs, algorithm, signature)
+        return small
+    tbs = await trio.to_thread.run_sync(entries_codec.tbs_cert_list, *args)
     signature = await issuer.signer.sign(tbs)
-    crl: bytes = entries_codec.certificate_list(tbs, algorithm, signature)
+    crl: bytes = await trio.to_thread.run_sync(
+        entries_codec.certificate_list, tbs, algorithm, signature
+    )
     return crl

@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
+import trio
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
@@ -29,6 +30,8 @@ _RSA_PKCS1 = {
     "sha512": algorithms.RSA_SHA512,
 }
 MIN_RSA_BITS = 2048
+# Data at least this large (a big CRL, never an OCSP answer) is signed in a worker thread.
+OFF_LOOP_BYTES = 1 << 20
 
 
 class SoftwareSigner:
@@ -151,6 +154,10 @@ class SoftwareSigner:
         return key.sign(data)
 
     async def sign(self, data: bytes) -> bytes:
+        if len(data) >= OFF_LOOP_BYTES:
+            # A CRL of a million entries is 49 MB to hash: cryptography lets go of the GIL
+            # while it signs, so in a worker thread the event loop keeps running.
+            return await trio.to_thread.run_sync(self.sign_sync, data)
         return self.sign_sync(data)
 
 

@@ -235,16 +235,16 @@ def test_a_failing_origin_is_counted_and_the_shard_stays_due(test_pki, tmp_path)
 
     crls, _ = _issuer_crls(test_pki, tmp_path, "tls")
     directory = crls.origin
-    real_put = directory.put
+    real_write = directory._write_tmp
     calls = []
 
     def full_disk(name, data):
         calls.append(name)
         if len(calls) == 1:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_put(name, data)
+        return real_write(name, data)
 
-    directory.put = full_disk
+    directory._write_tmp = full_disk
     errors = metrics.CRL_PUBLISH.labels("ret", "directory_error")
     before = errors._value.get()
     crls.dirty.add(0)
@@ -291,3 +291,26 @@ def test_checks_and_writes_run_off_the_event_loop(test_pki, tmp_path):
     # Blocked, the ticker would have stopped for the whole 0.3 s.
     gaps = [b - a for a, b in itertools.pairwise(ticks)]
     assert max(gaps) < 0.25, max(gaps)
+
+
+def test_a_checker_that_does_not_finish_is_an_origin_error(test_pki, tmp_path, monkeypatch):
+    """The checks run in a process of their own (crlgen/checker.py). One that does not
+    answer in time fails that publication as an origin error, leaving the published CRL
+    as it was; the next pass publishes."""
+    import trio
+
+    from crlgen import publish
+    from responder.observability import metrics
+
+    crls, _ = _issuer_crls(test_pki, tmp_path, "tls")
+    assert trio.run(crls.publish, 0) is True
+    published = (tmp_path / "crl" / "ret.crl").read_bytes()
+    errors = metrics.CRL_PUBLISH.labels("ret", "directory_error")
+    before = errors._value.get()
+    monkeypatch.setattr(publish, "CHECK_TIMEOUT", 0.001)
+    assert trio.run(crls.publish, 0) is False
+    assert errors._value.get() == before + 1
+    assert (tmp_path / "crl" / "ret.crl").read_bytes() == published
+    assert not list((tmp_path / "crl").glob(".*.tmp"))  # the unchecked CRL is removed
+    monkeypatch.setattr(publish, "CHECK_TIMEOUT", 120.0)
+    assert trio.run(crls.publish, 0) is True
