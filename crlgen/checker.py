@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from .publish import PublishRefused, inspect_crl
+from .checks import PublishRefused, inspect_crl
 
 
 def main() -> int:
