@@ -6,6 +6,8 @@ from 2050; invalidityDate is always GeneralizedTime (section 5.3.2). A negative 
 or `invalidity` leaves that entry extension out.
 """
 
+from typing import Any
+
 from responder.ocsp.der import CRL_REASON, INVALIDITY_DATE, der_header, generalized_time, x509_time
 
 
@@ -34,6 +36,33 @@ def encode_entries(
         encode_entry(s, r, c, i)
         for s, r, c, i in zip(serials, revoked_at, reasons, invalidity, strict=True)
     ]
+
+
+def encode_records(records: list[Any]) -> tuple[list[int], list[bytes]]:
+    """(serials, entries) for revoked records already in serial order."""
+    serials: list[int] = []
+    entries: list[bytes] = []
+    for record in records:
+        if record.revoked_at is None:
+            raise ValueError("a revoked record needs its revocation time")
+        code = -1 if record.reason is None else int(record.reason)
+        if code == 0:  # unspecified: RFC 5280 5.3.1 says leave the extension out
+            code = -1
+        invalidity = -1 if record.invalidity_date is None else record.invalidity_date
+        serials.append(record.serial)
+        entries.append(encode_entry(record.serial, record.revoked_at, code, invalidity))
+    return serials, entries
+
+
+def encode_sorted(records: list[Any]) -> tuple[list[int], list[bytes]]:
+    """(serials, entries) for revoked records in any order, sorted by serial."""
+    # The compiled twin reads every record before it sorts: these checks, in input order
+    for record in records:
+        if record.serial <= 0 or record.serial.bit_length() > 159:
+            raise ValueError("serial must be positive and at most 20 octets")
+        if record.revoked_at is None:
+            raise ValueError("a revoked record needs its revocation time")
+    return encode_records(sorted(records, key=lambda r: r.serial))
 
 
 def tbs_cert_list(

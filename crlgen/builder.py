@@ -14,7 +14,6 @@ import bisect
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from operator import attrgetter
 
 import trio
 from cryptography import x509
@@ -90,17 +89,8 @@ class Shard:
 
     @classmethod
     def from_records(cls, records: Iterable[CertRecord]) -> "Shard":
-        ordered = sorted(records, key=attrgetter("serial"))
-        if not ordered:
-            return cls()
-        unspecified = RevocationReason.UNSPECIFIED
-        serials = [r.serial for r in ordered]
-        revoked_at = [r.revoked_at for r in ordered]
-        reasons = [
-            -1 if r.reason is None or r.reason is unspecified else int(r.reason) for r in ordered
-        ]
-        invalidity = [-1 if r.invalidity_date is None else r.invalidity_date for r in ordered]
-        return cls(serials, entries_codec.encode_entries(serials, revoked_at, reasons, invalidity))
+        serials, entries = entries_codec.encode_sorted(list(records))
+        return cls(serials, entries)
 
     def __len__(self) -> int:
         return len(self.serials)

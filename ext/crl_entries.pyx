@@ -6,7 +6,8 @@ Twin of crlgen/_entries_py.py: identical bytes for identical arguments
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free, malloc, qsort
+from libc.string cimport memcmp
 from libc.string cimport memcpy
 
 include "der_helpers.pxi"
@@ -43,24 +44,18 @@ def generalized_time(long long t):
     return PyBytes_FromStringAndSize(<char*>buf, 17)
 
 
-cpdef bytes encode_entry(object serial, long long revoked_at, int reason, long long invalidity):
-    """One revokedCertificates element (RFC 5280 section 5.1.2.6)."""
-    cdef Py_ssize_t bits, n, body, exts = 0, total, p
-    cdef bytes content, out
+cdef bytes _entry(const unsigned char* content, Py_ssize_t n, long long revoked_at, int reason,
+                  long long invalidity):
+    """One entry from the serial's minimal big-endian content octets (n of them)."""
+    cdef Py_ssize_t body, exts = 0, total, p
+    cdef bytes out
     cdef unsigned char* o
-    if serial <= 0:
-        raise ValueError("serial must be positive and at most 20 octets")
-    bits = serial.bit_length()
-    if bits > 159:
-        raise ValueError("serial must be positive and at most 20 octets")
     if revoked_at < MIN_TIME or revoked_at > MAX_TIME:
         raise ValueError("time outside 1950..9999")
     if reason >= 0 and (reason > 10 or reason == 7 or reason == 0):
         raise ValueError("reason code must be 1..10 except 7; unspecified is left out")
     if invalidity >= 0 and invalidity > MAX_TIME:
         raise ValueError("time outside 1950..9999")
-    n = (bits + 8) // 8
-    content = serial.to_bytes(n, "big")
     if reason >= 0:
         exts += 12
     if invalidity >= 0:
@@ -74,7 +69,7 @@ cpdef bytes encode_entry(object serial, long long revoked_at, int reason, long l
     p = _put_hdr(o, 0x30, body)
     o[p] = 0x02
     o[p + 1] = n
-    memcpy(o + p + 2, <const char*>content, n)
+    memcpy(o + p + 2, content, n)
     p += 2 + n
     p += _put_time(o + p, revoked_at, False)
     if exts:
@@ -90,6 +85,21 @@ cpdef bytes encode_entry(object serial, long long revoked_at, int reason, long l
     return out
 
 
+cpdef bytes encode_entry(object serial, long long revoked_at, int reason, long long invalidity):
+    """One revokedCertificates element (RFC 5280 section 5.1.2.6)."""
+    cdef Py_ssize_t bits, n
+    cdef bytes content
+    if serial <= 0:
+        raise ValueError("serial must be positive and at most 20 octets")
+    bits = serial.bit_length()
+    if bits > 159:
+        raise ValueError("serial must be positive and at most 20 octets")
+    n = (bits + 8) // 8
+    content = serial.to_bytes(n, "big")
+    return _entry(<const unsigned char*>content, n, revoked_at, reason, invalidity)
+
+
+
 def encode_entries(list serials not None, list revoked_at not None, list reasons not None,
                    list invalidity not None):
     cdef Py_ssize_t i, n = len(serials)
@@ -100,6 +110,100 @@ def encode_entries(list serials not None, list revoked_at not None, list reasons
     for i in range(n):
         out[i] = encode_entry(serials[i], revoked_at[i], reasons[i], invalidity[i])
     return out
+
+
+# A serial as 21 big-endian octets (room for 159 bits and a leading zero), and where
+# its record is: memcmp order on `key` is numeric order, so qsort sorts serials in C.
+cdef struct Keyed:
+    unsigned char key[21]
+    Py_ssize_t index
+    long long revoked_at
+    long long invalidity
+    int reason
+
+
+cdef int _by_key(const void* a, const void* b) noexcept nogil:
+    return memcmp((<const Keyed*>a).key, (<const Keyed*>b).key, 21)
+
+
+def encode_sorted(list records not None):
+    """(serials, entries) for revoked records in any order, sorted by serial: one pass
+    reads every record's fields into C, the serials are sorted as fixed-width octet
+    strings by qsort (memcmp order is numeric order), and the entries are encoded from
+    those octets, with no Python object touched but the output."""
+    cdef Py_ssize_t i, n = len(records), start
+    cdef Keyed* keyed
+    cdef Keyed* k
+    cdef object record, serial, revoked_at, reason, invalidity
+    cdef bytes octets
+    cdef int code
+    cdef list originals = [None] * n
+    cdef list serials = [None] * n
+    cdef list out = [None] * n
+    keyed = <Keyed*>malloc(max(n, 1) * sizeof(Keyed))
+    if keyed == NULL:
+        raise MemoryError()
+    try:
+        for i in range(n):
+            record = records[i]
+            serial = record.serial
+            if serial <= 0:
+                raise ValueError("serial must be positive and at most 20 octets")
+            try:
+                octets = serial.to_bytes(21, "big")
+            except OverflowError:
+                raise ValueError("serial must be positive and at most 20 octets") from None
+            if octets[0] != 0 or octets[1] & 0x80:  # more than 159 bits
+                raise ValueError("serial must be positive and at most 20 octets")
+            k = &keyed[i]
+            memcpy(k.key, <const char*>octets, 21)
+            k.index = i
+            revoked_at = record.revoked_at
+            if revoked_at is None:
+                raise ValueError("a revoked record needs its revocation time")
+            k.revoked_at = revoked_at
+            reason = record.reason
+            code = -1 if reason is None else int(reason)
+            k.reason = -1 if code == 0 else code  # unspecified: RFC 5280 5.3.1, left out
+            invalidity = record.invalidity_date
+            k.invalidity = -1 if invalidity is None else invalidity
+            originals[i] = serial
+        with nogil:
+            qsort(keyed, n, sizeof(Keyed), _by_key)
+        for i in range(n):
+            k = &keyed[i]
+            # DER INTEGER: minimal octets, a leading zero only before a high bit
+            start = 1
+            while start < 20 and k.key[start] == 0 and k.key[start + 1] < 0x80:
+                start += 1
+            serials[i] = originals[k.index]
+            out[i] = _entry(k.key + start, 21 - start, k.revoked_at, k.reason, k.invalidity)
+    finally:
+        free(keyed)
+    return serials, out
+
+
+def encode_records(list records not None):
+    """(serials, entries) for revoked records already in serial order: encode_entry of
+    each, reading the records' fields here rather than in four list comprehensions."""
+    cdef Py_ssize_t i, n = len(records)
+    cdef list serials = [None] * n
+    cdef list out = [None] * n
+    cdef object record, revoked_at, reason, invalidity
+    cdef int code
+    for i in range(n):
+        record = records[i]
+        revoked_at = record.revoked_at
+        if revoked_at is None:
+            raise ValueError("a revoked record needs its revocation time")
+        reason = record.reason
+        code = -1 if reason is None else int(reason)
+        if code == 0:  # unspecified: RFC 5280 5.3.1 says leave the extension out
+            code = -1
+        invalidity = record.invalidity_date
+        serials[i] = record.serial
+        out[i] = encode_entry(record.serial, revoked_at, code, -1 if invalidity is None else invalidity)
+    return serials, out
 
 
 def tbs_cert_list(bytes signature_algorithm not None, bytes issuer_name not None,
