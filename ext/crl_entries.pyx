@@ -112,6 +112,22 @@ def encode_entries(list serials not None, list revoked_at not None, list reasons
     return out
 
 
+cdef extern from *:
+    """
+    /* A non-negative int as big-endian octets, without a bytes object in between.
+       _PyLong_AsByteArray is CPython's own (int.to_bytes calls it); it gained an
+       argument in 3.13, where PyLong_AsNativeBytes would also do. */
+    static int revocd_long_octets(PyObject* v, unsigned char* out, size_t n) {
+    #if PY_VERSION_HEX >= 0x030D0000
+        return _PyLong_AsByteArray((PyLongObject*)v, out, n, 0, 0, 1);
+    #else
+        return _PyLong_AsByteArray((PyLongObject*)v, out, n, 0, 0);
+    #endif
+    }
+    """
+    int revocd_long_octets(object v, unsigned char* out, size_t n) except -1
+
+
 # A serial as 21 big-endian octets (room for 159 bits and a leading zero), and where
 # its record is: memcmp order on `key` is numeric order, so qsort sorts serials in C.
 cdef struct Keyed:
@@ -135,7 +151,6 @@ def encode_sorted(list records not None):
     cdef Keyed* keyed
     cdef Keyed* k
     cdef object record, serial, revoked_at, reason, invalidity
-    cdef bytes octets
     cdef int code
     cdef list originals = [None] * n
     cdef list serials = [None] * n
@@ -147,23 +162,24 @@ def encode_sorted(list records not None):
         for i in range(n):
             record = records[i]
             serial = record.serial
+            if not isinstance(serial, int):
+                raise TypeError("serial must be an int")
             if serial <= 0:
                 raise ValueError("serial must be positive and at most 20 octets")
+            k = &keyed[i]
             try:
-                octets = serial.to_bytes(21, "big")
+                revocd_long_octets(serial, k.key, 21)
             except OverflowError:
                 raise ValueError("serial must be positive and at most 20 octets") from None
-            if octets[0] != 0 or octets[1] & 0x80:  # more than 159 bits
+            if k.key[0] != 0 or k.key[1] & 0x80:  # more than 159 bits
                 raise ValueError("serial must be positive and at most 20 octets")
-            k = &keyed[i]
-            memcpy(k.key, <const char*>octets, 21)
             k.index = i
             revoked_at = record.revoked_at
             if revoked_at is None:
                 raise ValueError("a revoked record needs its revocation time")
             k.revoked_at = revoked_at
             reason = record.reason
-            code = -1 if reason is None else int(reason)
+            code = -1 if reason is None else reason  # an IntEnum: read as the int it is
             k.reason = -1 if code == 0 else code  # unspecified: RFC 5280 5.3.1, left out
             invalidity = record.invalidity_date
             k.invalidity = -1 if invalidity is None else invalidity
