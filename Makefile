@@ -66,6 +66,7 @@ bench: venv ext sysdeps
 	$(PY) loadtests/bench_store.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_presign.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_http.py --write docs/benchmarks.md
+	$(PY) loadtests/bench_crl_loop.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_overload.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_hsm.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_crl.py --write docs/benchmarks.md
