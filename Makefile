@@ -67,6 +67,7 @@ bench: venv ext sysdeps
 	$(PY) loadtests/bench_presign.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_http.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_crl_loop.py --write docs/benchmarks.md
+	$(PY) loadtests/bench_memory.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_overload.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_hsm.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_crl.py --write docs/benchmarks.md
