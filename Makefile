@@ -73,6 +73,7 @@ bench: venv ext sysdeps
 	$(PY) loadtests/bench_crl.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_scaling.py --write docs/benchmarks.md --plots docs/plots
 	$(PY) loadtests/drill_mass_revocation.py --revocations 100000 --write docs/benchmarks.md
+	$(PY) loadtests/bench_summary.py --write docs/benchmarks.md
 
 clean:
 	rm -rf build $(VENV) responder/**/*.so responder/**/*.c ext/*.c .pytest_cache .mypy_cache .ruff_cache .hypothesis
