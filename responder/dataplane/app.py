@@ -195,31 +195,40 @@ class DataPlane:
         target: bytes | None,
     ) -> Response:
         started = time.perf_counter()
+        result, response = await self._answer(request, decode, raw, target)
+        _count(method, result)
+        # every answer, errors included: a tryLater under overload is what operators
+        # need to see in the latency histogram
+        _LATENCY.observe(time.perf_counter() - started)
+        return response
+
+    async def _answer(
+        self,
+        request: Request,
+        decode: Callable[[_Raw], OCSPRequest],
+        raw: _Raw,
+        target: bytes | None,
+    ) -> tuple[str, Response]:
+        """The result label (revocd_ocsp_requests_total) and the response."""
         try:
             question = Question(decode(raw), target=target)
         except MalformedRequest as exc:
             log.debug("malformed OCSP request: %s", exc)
-            _count(method, "malformed")
-            return self._error(request, ResponseStatus.MALFORMED_REQUEST)
+            return "malformed", self._error(request, ResponseStatus.MALFORMED_REQUEST)
         try:
             answer = await self.chain.answer(question)
         except AnswerError as exc:
-            _count(method, exc.result)
             response = self._error(request, exc.status)
             if isinstance(exc, TryLater):
                 # RFC 9110 section 10.2.3: when to come back. One second: overload and
                 # store hiccups are short, and a client retrying sooner only adds load.
                 response.headers.append((b"Retry-After", RETRY_AFTER))
                 response.pause = self.shed_pause
-            return response
+            return exc.result, response
         except Exception:
             log.exception("answer chain failed")
-            _count(method, "internal_error")
-            return self._error(request, ResponseStatus.INTERNAL_ERROR)
-        _count(method, answer.cert_status)
-        response = self._ocsp_response(request, answer, int(self.clock()))
-        _LATENCY.observe(time.perf_counter() - started)
-        return response
+            return "internal_error", self._error(request, ResponseStatus.INTERNAL_ERROR)
+        return answer.cert_status, self._ocsp_response(request, answer, int(self.clock()))
 
     def _error(self, request: Request, status: ResponseStatus) -> Response:
         """An unsigned OCSP error (RFC 6960 4.2.1): HTTP 200, never cached."""
