@@ -147,29 +147,10 @@ def _number(crl: x509.CertificateRevocationList) -> int:
         raise PublishRefused("number", "the CRL has no CRL Number") from None
 
 
-def check_crl(
-    new_der: bytes,
-    issuer_key: CertificateIssuerPublicKeyTypes,
-    previous_der: bytes | None,
-    checks: Checks,
-    now: float | None = None,
-) -> list[str]:
-    """Raise PublishRefused for a CRL that must not be published; return warnings."""
-    warnings, missing = inspect_crl(
-        new_der, spki_of(issuer_key), previous_der, _limits(checks), now
-    )
-    refuse_drops(missing, checks)
-    return warnings
-
-
 def spki_of(key: CertificateIssuerPublicKeyTypes) -> bytes:
     return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-
-
-def _limits(checks: Checks) -> tuple[dt.timedelta, int, int | None, int]:
-    return checks.max_validity, checks.warn_bytes, checks.max_bytes, checks.clock_skew
 
 
 def refuse_drops(missing: list[int], checks: Checks) -> None:

@@ -29,7 +29,6 @@ from .checks import (
     MAX_VALIDITY,
     Checks,
     PublishRefused,
-    check_crl,
     crl_number,
     crl_number_of,
     crl_serials_of,
@@ -47,7 +46,6 @@ __all__ = [
     "Origin",
     "PublishRefused",
     "S3Origin",
-    "check_crl",
     "check_elsewhere",
     "crl_number",
     "crl_number_of",
@@ -70,15 +68,16 @@ def check_elsewhere(
     issuer_key: CertificateIssuerPublicKeyTypes,
     checks: Checks,
 ) -> list[str]:
-    """check_crl in a process of its own (`python -m crlgen.checker`), reading the
-    files; blocks the calling thread, never the event loop.
+    """The checks (checks.py: inspect_crl, then the retention rule) in a process of
+    their own (`python -m crlgen.checker`), reading the files; blocks the calling
+    thread, never the event loop.
 
     cryptography's parse, iteration and signature check of a CRL hold the GIL: at a
     million entries that is 4 s of checks, 1.5 s of it in one call, which even a
     worker thread would take from the data plane. A separate process shares nothing
     with it (on one core, the kernel's scheduler still interleaves the two). A process
     per check, not a pool: CRLs are published every few minutes at most, the start-up
-    (a fifth of a second) does not matter, and nothing lingers or re-imports the
+    (a tenth of a second) does not matter, and nothing lingers or re-imports the
     caller's main module."""
     request = {
         "new": str(new_path),
