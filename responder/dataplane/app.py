@@ -49,21 +49,20 @@ def etag_of(der: bytes) -> bytes:
     return b'"' + hashlib.sha256(der).hexdigest().encode() + b'"'
 
 
-def validators(answer: Answer) -> bytes:
+def validators(answer: Answer, etag: bytes | None = None) -> bytes:
     """Expires and ETag: what a 304 for the answer repeats (RFC 9110 15.4.5)."""
-    return (
-        b"Expires: " + http_date(answer.next_update) + b"\r\nETag: " + etag_of(answer.der) + b"\r\n"
-    )
+    etag = etag_of(answer.der) if etag is None else etag
+    return b"Expires: " + http_date(answer.next_update) + b"\r\nETag: " + etag + b"\r\n"
 
 
-def ocsp_head(answer: Answer) -> bytes:
+def ocsp_head(answer: Answer, etag: bytes | None = None) -> bytes:
     """The header lines of a cacheable answer that do not change per request, formatted
     once per answer (the cache keeps them next to it for the fast path)."""
     return (
         b"Content-Type: application/ocsp-response\r\nLast-Modified: "
         + http_date(answer.this_update)
         + b"\r\n"
-        + validators(answer)
+        + validators(answer, etag)
     )
 
 
@@ -246,16 +245,18 @@ class DataPlane:
             answer.refresh_at, now
         )
         headers = [(b"Cache-Control", cache_control)]
+        etag = etag_of(answer.der)  # hashed once, for the condition and the headers
         if (
             request.method != b"POST"
             and (b"if-none-match" in request.headers or b"if-modified-since" in request.headers)
-            and _not_modified(request, etag_of(answer.der), answer.this_update)
+            and _not_modified(request, etag, answer.this_update)
         ):
             # RFC 9110 15.4.5: a 304 repeats Cache-Control, Expires and the validator,
             # and no other representation metadata (no Content-Type, no Last-Modified
             # next to an ETag).
-            return Response(304, headers, raw_headers=validators(answer))
-        return Response(200, headers, answer.der, head_only=head, raw_headers=ocsp_head(answer))
+            return Response(304, headers, raw_headers=validators(answer, etag))
+        head_lines = ocsp_head(answer, etag)
+        return Response(200, headers, answer.der, head_only=head, raw_headers=head_lines)
 
     def _crl_age(self, name: str, mtime: int) -> int:
         interval = self.crl_republish.get(name)
