@@ -31,6 +31,9 @@ class Proc:
                     f"revocd exited {self.process.returncode}:\n" + "".join(self.lines)
                 )
             time.sleep(0.05)
+        # Not ready in time: stop it (SIGINT first, so it stops its embedded Valkey too)
+        # rather than leave a half-started revocd running after the test.
+        self.stop()
         raise AssertionError(f"no {text!r} within {timeout} s:\n" + "".join(self.lines))
 
     def stop(self) -> int:
