@@ -576,9 +576,17 @@ class Store:
     @asynccontextmanager
     async def subscribe_changes(self) -> AsyncIterator[AsyncIterator[Change]]:
         """Live change notifications (pub/sub): low latency, may miss messages while
-        disconnected, so a subscriber drops its cache when the subscription restarts."""
+        disconnected, so a subscriber drops its cache when the subscription restarts.
+
+        coredis would by default reconnect and resubscribe by itself, silently: what
+        was published in between (a revocation) would be lost with nothing to tell the
+        subscriber, whose cache would go on serving the old answer. retry_policy=None
+        makes a lost connection end the subscription with an error instead, so the
+        caller resubscribes and resyncs (changes.py)."""
         try:
-            async with self.client.pubsub(channels=[keys.CHANGES_CHANNEL]) as pubsub:
+            async with self.client.pubsub(
+                channels=[keys.CHANGES_CHANNEL], retry_policy=None
+            ) as pubsub:
 
                 async def messages() -> AsyncIterator[Change]:
                     async for message in pubsub:

@@ -457,3 +457,36 @@ def test_a_dead_store_raises_store_unavailable(tmp_path):
         assert trio.run(main) == [StoreUnavailable] * 4
     finally:
         server.kill()
+
+
+def test_a_dropped_subscription_ends_rather_than_reconnecting_silently(valkey_standalone):
+    """The server closes the subscriber's connection (CLIENT KILL TYPE pubsub, as a
+    restart or a network cut would): the subscription must end with an error, so the
+    change feed resubscribes and resyncs. Re-established behind the subscriber's back,
+    as the driver would by default, the notifications sent meanwhile (a revocation)
+    would be lost without a trace and cached answers would go on being served."""
+
+    async def run(store, ingest):
+        outcome = "still subscribed"
+        with trio.move_on_after(10):
+            try:
+                async with store.subscribe_changes() as changes:
+                    await trio.sleep(0.2)  # subscription established
+                    await trio.to_thread.run_sync(
+                        lambda: command(
+                            valkey_standalone.port,
+                            "CLIENT",
+                            "KILL",
+                            "TYPE",
+                            "pubsub",
+                            password=valkey_standalone.password,
+                        )
+                    )
+                    async for _ in changes:
+                        pass
+                outcome = "ended"
+            except Exception as exc:  # coredis's ConnectionError, possibly in a group
+                outcome = f"ended: {type(exc).__name__}"
+        return outcome
+
+    assert with_store(valkey_standalone.url, run).startswith("ended")
