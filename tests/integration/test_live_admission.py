@@ -24,29 +24,15 @@ from responder.store import CertRecord, Status
 from responder.testing import pki
 
 from .. import reqbuild
+from ..unit.fakes import RecordingSigner
 
 
-class SlowSigner:
+def slow(key: SoftwareSigner, delay: float) -> RecordingSigner:
     """A real key that takes `delay` seconds (trio time) per signature, as a loaded
     HSM or a saturated core does."""
-
-    def __init__(self, inner: SoftwareSigner, delay: float) -> None:
-        self.inner = inner
-        self.delay = delay
-        self.signed = 0
-
-    @property
-    def signature_algorithm(self) -> bytes:
-        return self.inner.signature_algorithm
-
-    @property
-    def public_key_info(self) -> bytes:
-        return self.inner.public_key_info
-
-    async def sign(self, data: bytes) -> bytes:
-        await trio.sleep(self.delay)
-        self.signed += 1
-        return await self.inner.sign(data)
+    signer = RecordingSigner(key)
+    signer.delay = delay
+    return signer
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +41,8 @@ def issuer_pki():
     return issuer
 
 
-def runtime(issuer: pki.Issued, delay: float) -> tuple[IssuerRuntime, SlowSigner]:
-    signer = SlowSigner(SoftwareSigner(issuer.key), delay)
+def runtime(issuer: pki.Issued, delay: float) -> tuple[IssuerRuntime, RecordingSigner]:
+    signer = slow(SoftwareSigner(issuer.key), delay)
     config = IssuerConfig(name="alpha", certificate=Path("unused.pem"))
     return IssuerRuntime(config, ResponderIdentity(signer, issuer.cert)), signer
 
@@ -140,7 +126,7 @@ def test_within_the_limits_answers_are_signed(issuer_pki):
 
     answers = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     assert all(a.source == "live" and not a.cacheable for a in answers)
-    assert signer.signed == 5
+    assert len(signer.signed) == 5
 
 
 class Busy:
@@ -167,12 +153,12 @@ def test_try_later_carries_retry_after_and_no_cache():
     assert malformed.body == bytes.fromhex("30030a0101")  # malformedRequest
 
 
-class BusySigner(SlowSigner):
+class BusySigner(RecordingSigner):
     """Signs inline, spending `delay` seconds of the event loop's time per signature."""
 
     async def sign(self, data: bytes) -> bytes:
         time.sleep(self.delay)
-        self.signed += 1
+        self.signed.append(data)
         return self.inner.sign_sync(data)
 
 
@@ -183,7 +169,8 @@ def test_loop_lag_from_live_signing_sheds_and_from_other_work_does_not():
     from responder.answers.shedding import LoopLag
 
     issuer = pki.make_intermediate("lag issuer", pki.make_root("lag root"))
-    signer = BusySigner(SoftwareSigner(issuer.key), 0.003)
+    signer = BusySigner(SoftwareSigner(issuer.key))
+    signer.delay = 0.003
     config = IssuerConfig(name="alpha", certificate=Path("unused.pem"))
     rt = IssuerRuntime(config, ResponderIdentity(signer, issuer.cert))
     loop = LoopLag(limit=0.010)
