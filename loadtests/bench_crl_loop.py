@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from bench_crl import records
 from bench_scaling import wrk
 from benchdoc import cpu_model, replace_section
 
@@ -49,30 +50,11 @@ from responder.answers.cache import AnswerCache
 from responder.config import CrlConfig, IssuerConfig
 from responder.dataplane.app import DataPlane
 from responder.http.server import HttpServer
-from responder.ocsp.types import RevocationReason
 from responder.policy import Policy
 from responder.signing import SoftwareSigner
-from responder.store import CertRecord, Status
 from responder.testing import pki
 
 ANSWERS = 10_000
-
-
-def revoked(n: int, now: int) -> list[CertRecord]:
-    rng = random.Random(11)
-    return [
-        CertRecord(
-            rng.getrandbits(126) | (1 << 125),
-            Status.REVOKED,
-            now + 86400 * 30,
-            2,
-            now,
-            0,
-            revoked_at=now - 3600,
-            reason=RevocationReason.KEY_COMPROMISE,
-        )
-        for _ in range(n)
-    ]
 
 
 class OnLoop:
@@ -165,7 +147,7 @@ async def quiet_phase(crls: IssuerCrls) -> dict[str, float]:
 
 async def republish(crls: IssuerCrls) -> bool:
     """One more revocation, then the shard's publication, as a revocation triggers it."""
-    record = replace(revoked(1, int(time.time()))[0], serial=random.getrandbits(120) | 1 << 125)
+    record = replace(records(1)[0], serial=random.getrandbits(120) | 1 << 125)
     crls.apply(record.serial, record)
     return await crls.publish(0)
 
@@ -181,10 +163,10 @@ async def bench(entries: int, seconds: int, tmp: Path) -> dict[str, dict[str, fl
         crl=CrlConfig(key=tmp / "k", url="http://crl.test/loop.crl"),
     )
     crls = issuer_crls(config, issuer.cert, SoftwareSigner(issuer.key), tmp / "crl")
-    records = revoked(entries, now)
-    crls.shards = {0: Shard.from_records(records)}
-    crls.not_after = {r.serial: r.not_after for r in records}
-    del records
+    revoked = records(entries)
+    crls.shards = {0: Shard.from_records(revoked)}
+    crls.not_after = {r.serial: r.not_after for r in revoked}
+    del revoked
     gc.freeze()  # as IssuerCrls.load does after loading
     assert await crls.publish(0)  # the CRL that each phase replaces
 
