@@ -9,10 +9,12 @@ must not store what it found (it may be the old status), hence the epochs.
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Protocol
 
 from ..domain.records import CertRecord
 from ..observability import metrics
 from .answer import Answer, AnswerSource, Question, TryLater
+from .arena import STATUS_INDEX, STATUS_NAMES, Record
 
 _FROM_CACHE = metrics.ANSWER_SOURCE.labels("cache")
 _STALE = metrics.ANSWER_SOURCE.labels("cache_store_down")
@@ -160,21 +162,61 @@ class AnswerCache:
                 del self._by_serial[(key[0], key[1])]
 
 
+class SharedAnswers(Protocol):
+    """The host's answer cache by GET URL (arena.Arena)."""
+
+    def snapshot(self, serial: int) -> tuple[int, int, int]: ...
+
+    def lookup(self, url: bytes, now: int, stale_ok: bool = False) -> Record | None: ...
+
+    def put(
+        self,
+        url: bytes,
+        snapshot: tuple[int, int, int],
+        der: bytes,
+        this_update: int,
+        next_update: int,
+        refresh_at: int,
+        status: int,
+    ) -> bool: ...
+
+
+def _from_record(record: Record) -> Answer:
+    return Answer(
+        record.der,
+        record.this_update,
+        record.next_update,
+        record.refresh_at,
+        True,
+        "cache",
+        STATUS_NAMES[record.status],
+    )
+
+
 class CachedSource:
-    """Serves repeated questions from process memory, without touching the store.
+    """Serves repeated questions from memory, without touching the store.
 
     Only simple questions (one CertID, no nonce echoed) are cached. When the next
     source cannot read the status (TryLater with stale_ok), an answer past its
     refresh time but before its nextUpdate is served instead: it is still valid, and
-    an invalidation would have removed it had the status changed."""
+    an invalidation would have removed it had the status changed.
 
-    def __init__(self, inner: AnswerSource, cache: AnswerCache) -> None:
+    With `shared` (the host's arena), GET answers are kept there, once per host, by
+    URL, and not in this process's cache: the reactor and every worker read them from
+    there. POST answers stay in the process's cache."""
+
+    def __init__(
+        self, inner: AnswerSource, cache: AnswerCache, shared: SharedAnswers | None = None
+    ) -> None:
         self.inner = inner
         self.cache = cache
+        self.shared = shared
 
     async def answer(self, question: Question) -> Answer:
         if not question.simple:
             return await self.inner.answer(question)
+        if self.shared is not None and question.target is not None:
+            return await self._shared(question, question.target, self.shared)
         assert question.issuer is not None
         cid = question.single
         key = (question.issuer.name, cid.serial, cid.hash_algorithm)
@@ -200,4 +242,35 @@ class CachedSource:
             cache.put(key, answer)
             if question.target is not None:
                 cache.remember_url(question.target, key)
+        return answer
+
+    async def _shared(self, question: Question, target: bytes, shared: SharedAnswers) -> Answer:
+        """A GET the arena did not answer (the reactor or the fast path asked it first).
+
+        The snapshot is taken before the store is read, so an answer read before a
+        change is stored dead (whichever process applies the invalidation, and when).
+        An answer from this process's cache is never copied into the arena: the
+        arena's owner may have applied an invalidation this process has not yet."""
+        now = int(self.cache.clock())
+        snapshot = shared.snapshot(question.single.serial)
+        try:
+            answer = await self.inner.answer(question)
+        except TryLater as exc:
+            if exc.stale_ok:
+                stale = shared.lookup(target, now, stale_ok=True)
+                if stale is not None:
+                    _STALE.inc()
+                    return _from_record(stale)
+            raise
+        status = STATUS_INDEX.get(answer.cert_status)
+        if answer.cacheable and status is not None and now < answer.refresh_at:
+            shared.put(
+                target,
+                snapshot,
+                answer.der,
+                answer.this_update,
+                answer.next_update,
+                answer.refresh_at,
+                status,
+            )
         return answer

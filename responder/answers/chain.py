@@ -3,7 +3,8 @@
     IssuerFilter → CachedSource → PresignedSource → LiveSigner
 
 A question with a nonce the issuer echoes, or with several CertIDs, passes the cache
-and the pre-signed answers untouched and is signed live.
+and the pre-signed answers untouched and is signed live. With `shared` (the host's
+answer arena), the cache keeps GET answers there instead of in the process.
 """
 
 import time
@@ -12,7 +13,7 @@ from collections.abc import Callable, Sequence
 import trio
 
 from .answer import AnswerSource
-from .cache import AnswerCache, CachedSource
+from .cache import AnswerCache, CachedSource, SharedAnswers
 from .filter import IssuerFilter
 from .issuers import IssuerRuntime
 from .live import AnswerWriter, LiveSigner
@@ -30,6 +31,7 @@ def build_chain(
     live_deadline: float,
     loop: LoopLag,
     clock: Callable[[], float] = time.time,
+    shared: SharedAnswers | None = None,
 ) -> AnswerSource:
     live = LiveSigner(
         writer,
@@ -42,4 +44,4 @@ def build_chain(
         loop=loop,
     )
     presigned = PresignedSource(live, fetcher, cache, clock)
-    return IssuerFilter(CachedSource(presigned, cache), issuers)
+    return IssuerFilter(CachedSource(presigned, cache, shared), issuers)
