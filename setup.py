@@ -16,6 +16,7 @@ EXT_MODULES = {
     "responder.ocsp._request_fast": "ext/ocsp_request.pyx",
     "responder.ocsp._response_fast": "ext/ocsp_response.pyx",
     "crlgen._entries_fast": "ext/crl_entries.pyx",
+    "responder.http._reactor_fast": "ext/http_reactor.pyx",
 }
 
 

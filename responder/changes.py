@@ -28,6 +28,7 @@ from typing import Protocol
 
 import trio
 
+from .answers.arena import Arena
 from .answers.cache import AnswerCache
 from .domain.records import CertRecord
 from .failures import describe, recoverable
@@ -244,3 +245,33 @@ async def invalidate_cache(
                 cache.invalidate(change.issuer, change.serial)
                 if change.at_ms:
                     metrics.PROPAGATION.observe(max(0.0, now - change.at_ms / 1000))
+
+
+async def own_arena(
+    feed: trio.MemoryReceiveChannel[FeedItem],
+    arena: Arena,
+    beat_every: float = 1.0,
+    clock: Callable[[], float] = time.time,
+) -> None:
+    """The host's answer arena's owner (revocd serve's main process): every change
+    kills the serial's answers in it, a Resync (a subscription restarted, so a change
+    may have been missed) clears it, and a heartbeat tells the readers the owner is
+    there. Readers stop serving from an arena whose heartbeat stops (arena.py)."""
+
+    async def beat() -> None:
+        while True:
+            arena.beat(clock())
+            used, writes = arena.stats()
+            metrics.ARENA_BYTES.set(used)
+            metrics.ARENA_WRITES.set(writes)
+            await trio.sleep(beat_every)
+
+    async with trio.open_nursery() as nursery, feed:
+        nursery.start_soon(beat)
+        async for item in feed:
+            if isinstance(item, Resync):
+                arena.clear()
+                continue
+            for changed in item:
+                arena.invalidate(changed.change.serial)
+        nursery.cancel_scope.cancel()

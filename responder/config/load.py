@@ -8,6 +8,7 @@ and loads the issuer certificates. `load_config` does all three for a file.
 """
 
 import dataclasses
+import hashlib
 import re
 import tomllib
 from dataclasses import replace
@@ -296,14 +297,24 @@ def _server_config(table: dict[str, Any], base: Path, state_dir: Path) -> model.
     if not ocsp_path.startswith("/"):
         raise ConfigError("server.ocsp_path: must start with /")
     crl_dir = _take(table, "crl_dir", w, str, None)
+    arena = _take(table, "shared_cache_path", w, str, None)
     return _section(
         table,
         model.ServerConfig,
         w,
         ocsp_path=ocsp_path,
         crl_dir=(base / crl_dir) if crl_dir else state_dir / "crl",
+        shared_cache_path=(base / arena) if arena else _arena_path(state_dir),
         limits=limits,
     )
+
+
+def _arena_path(state_dir: Path) -> Path:
+    """Where the shared answer cache lives by default: tmpfs (it is memory, not data),
+    one file per state directory so two revocd on one host never share one."""
+    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:16]
+    shm = Path("/dev/shm")
+    return shm / f"revocd-{digest}.arena" if shm.is_dir() else state_dir / "answers.arena"
 
 
 def _tokens(

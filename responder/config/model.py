@@ -150,6 +150,15 @@ class ServerConfig:
     # serves an answer that changed for at most this long.
     cache_max_age_seconds: int = setting(0, 0, 7 * 86400)
     crl_generator: bool = setting(True)  # false: a separate `revocd crl run` publishes
+    # Idle connections and cached GETs in the compiled epoll reactor
+    # (responder/http/reactor.py); false: every connection has its own trio task.
+    # It serves from the shared answer cache, so it needs shared_cache_mb > 0.
+    reactor: bool = setting(True)
+    # The host's shared answer cache of GET answers (responder/answers/arena.py), in
+    # MiB, allocated at start; 0: each worker keeps GET answers in its own cache.
+    shared_cache_mb: int = setting(256, 0, 1 << 20)
+    # Its file (on tmpfs); None: /dev/shm/revocd-<hash of state_dir>.arena
+    shared_cache_path: Path | None = None
 
 
 @dataclass(frozen=True)

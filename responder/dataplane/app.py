@@ -15,15 +15,19 @@ Error answers carry `max-age=0, no-cache` too.
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TypeVar
 
 from ..answers.answer import Answer, AnswerError, AnswerSource, Question, TryLater
+from ..answers.arena import STATUS_NAMES
 from ..answers.cache import AnswerCache
-from ..http.protocol import Request, Response, date_header, http_date, plain
+from ..http._reactor_py import render
+from ..http.protocol import Limits, Request, Response, date_header, http_date, plain
+from ..http.reactor import ArenaReader, Reactor
+from ..http.server import HttpServer
 from ..observability import metrics
 from ..ocsp import (
     MalformedRequest,
@@ -89,11 +93,11 @@ def _not_modified(request: Request, etag: bytes, last_modified: int) -> bool:
 _counters: dict[tuple[str, str], object] = {}
 
 
-def _count(method: str, result: str) -> None:
+def _count(method: str, result: str, n: int = 1) -> None:
     counter = _counters.get((method, result))
     if counter is None:
         counter = _counters[(method, result)] = metrics.OCSP_REQUESTS.labels(method, result)
-    counter.inc()  # type: ignore[attr-defined]
+    counter.inc(n)  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -113,6 +117,9 @@ class DataPlane:
     # server.limits.shed_pause_ms: how long a connection told tryLater is not read
     shed_pause: float = 0.0
     clock: Callable[[], float] = time.time
+    # The host's answer arena (server.shared_cache_mb): GET answers are read from it,
+    # by the reactor and by `fast`; None: from the process's cache by URL.
+    arena: ArenaReader | None = None
 
     def __post_init__(self) -> None:
         self.crl_files = CrlFiles(self.crl_dir) if self.crl_dir is not None else None
@@ -123,9 +130,18 @@ class DataPlane:
         age = max(0, refresh_at - now)
         return min(age, self.max_age_cap) if self.max_age_cap else age
 
+    def count_hits(self, good: int, revoked: int, unknown: int) -> None:
+        """Answers the reactor served from the arena, by status."""
+        for name, n in zip(STATUS_NAMES, (good, revoked, unknown), strict=True):
+            if n:
+                _count("GET", name, n)
+        _FROM_CACHE.inc(good + revoked + unknown)
+
     def fast(self, request: Request) -> bytes | None:
-        """Complete response bytes for a repeated plain GET found by URL in the cache
-        (CDNs and stapling servers), or None to take the full path."""
+        """Complete response bytes for a repeated plain GET found by URL in the arena
+        or the cache (CDNs and stapling servers), or None to take the full path. With
+        the arena these are the reactor's bytes (the engine's differential tests hold
+        its rendering to `render`)."""
         cache = self.cache
         if cache is None or request.method != b"GET" or request.http10:
             return None
@@ -133,6 +149,13 @@ class DataPlane:
         if b"if-none-match" in headers or b"if-modified-since" in headers:
             return None
         now = int(self.clock())
+        if self.arena is not None:
+            record = self.arena.lookup(request.target, now)
+            if record is None:
+                return None
+            _count("GET", STATUS_NAMES[record.status])
+            _FROM_CACHE.inc()
+            return render(record, date_header.now(), now, self.max_age_cap)
         entry = cache.get_url(request.target, now)
         if entry is None:
             return None
@@ -282,3 +305,20 @@ class DataPlane:
         if _not_modified(request, etag, mtime):
             return Response(304, [h for h in headers if h[0] in NOT_MODIFIED_HEADERS])
         return Response(200, headers, body, head_only=request.method == b"HEAD")
+
+
+def http_server(
+    plane: DataPlane,
+    limits: Limits | None = None,
+    reactor: bool = True,
+    hold: Callable[[float], Awaitable[None]] | None = None,
+) -> HttpServer:
+    """The HTTP server for `plane`: the trio server with the plane's fast path and,
+    with `reactor` (server.reactor) and the arena, the GET reactor reading it."""
+    limits = limits or Limits()
+    engine = None
+    if reactor and plane.arena is not None:
+        engine = Reactor(
+            plane.arena, plane.count_hits, limits, cap=plane.max_age_cap, clock=plane.clock
+        )
+    return HttpServer(plane, limits, fast=plane.fast, hold=hold, reactor=engine)

@@ -25,7 +25,9 @@ import contextlib
 import errno
 import logging
 import os
+import socket
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -42,6 +44,9 @@ from .protocol import (
     plain,
     serialize,
 )
+
+if TYPE_CHECKING:
+    from .reactor import Reactor
 
 log = logging.getLogger("revocd.dataplane")
 
@@ -84,6 +89,11 @@ class HttpServer:
 
     `fast`, when given, is tried first for a lone complete request and may return the
     complete response bytes (cache hits); otherwise the async `handler` answers.
+
+    `reactor`, when given, holds every connection that is between requests: new ones
+    go to it on accept, and the server gets them (with what the reactor read) only
+    for what the reactor does not answer itself; after answering a GET, an idle
+    connection goes back to it. See responder/http/reactor.py.
     """
 
     SWEEP_INTERVAL = 0.25
@@ -94,9 +104,11 @@ class HttpServer:
         limits: Limits | None = None,
         fast: Fast | None = None,
         hold: Callable[[float], Awaitable[None]] | None = None,
+        reactor: "Reactor | None" = None,
     ) -> None:
         self.handler = handler
         self.fast = fast
+        self.reactor = reactor
         # How a connection told tryLater waits, at most the given seconds, before its
         # next request is read (LoopLag.hold releases it early once the overload has
         # passed); a plain sleep without one.
@@ -114,7 +126,8 @@ class HttpServer:
 
     @property
     def connections(self) -> int:
-        return len(self._conns)
+        held = self.reactor.connections if self.reactor is not None else 0
+        return len(self._conns) + held
 
     async def serve(
         self,
@@ -123,6 +136,8 @@ class HttpServer:
     ) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.sweep)
+            if self.reactor is not None:
+                nursery.start_soon(self.reactor.run, lambda *c: self._adopt(nursery, *c))
             for listener in listeners:
                 nursery.start_soon(self._accept, listener.socket, nursery)
             task_status.started(listeners)
@@ -155,15 +170,33 @@ class HttpServer:
                         await trio.sleep(0.1)
                         break
                     raise
+                if self.reactor is not None and self._make_room():
+                    conn.setblocking(False)
+                    if conn.family != socket.AF_UNIX:
+                        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    self.reactor.add(conn.detach())
+                    continue
                 stream = trio.SocketStream(trio.socket.from_stdlib_socket(conn))
                 nursery.start_soon(self._run, stream)
             await trio.lowlevel.checkpoint()
 
-    async def _run(self, stream: trio.SocketStream) -> None:
+    def _adopt(self, nursery: trio.Nursery, fd: int, data: bytes, unsent: bytes) -> None:
+        """A connection the reactor hands over, with what it read and did not answer
+        (or what it could not send)."""
+        sock = trio.socket.from_stdlib_socket(socket.socket(fileno=fd))
+        nursery.start_soon(self._run, trio.SocketStream(sock), data, unsent)
+
+    async def _run(self, stream: trio.SocketStream, data: bytes = b"", unsent: bytes = b"") -> None:
+        back = False
         try:
-            await self.serve_connection(stream)
+            back = await self.serve_connection(stream, data, unsent)
         finally:
-            await trio.aclose_forcefully(stream)
+            if back and self.reactor is not None:
+                # Idle after a GET: the reactor waits for its next request. trio no
+                # longer waits on the descriptor, so it can change hands.
+                self.reactor.add(stream.socket.detach())
+            else:
+                await trio.aclose_forcefully(stream)
 
     async def sweep(self) -> None:
         """Cancel every connection past its deadline; runs for the server's lifetime."""
@@ -184,7 +217,11 @@ class HttpServer:
     def _make_room(self) -> bool:
         """At max_connections: close the cheapest connection to lose. False if every
         open connection is being answered (then the new one is refused)."""
-        if len(self._conns) - self._shedding < self.limits.max_connections:
+        if self.connections - self._shedding < self.limits.max_connections:
+            return True
+        # The reactor's connections are all idle between requests, with no byte of a
+        # request read: the cheapest to lose, the one idle the longest first.
+        if self.reactor is not None and self.reactor.evict():
             return True
         victim = None
         for conn in self._conns:
@@ -202,21 +239,30 @@ class HttpServer:
         victim.scope.cancel()
         return True
 
-    async def serve_connection(self, stream: trio.abc.Stream) -> None:
-        """One client connection, from accept to close. The fault boundary."""
-        if not self._make_room():
+    async def serve_connection(
+        self, stream: trio.abc.Stream, data: bytes = b"", unsent: bytes = b""
+    ) -> bool:
+        """One client connection, from accept to close. The fault boundary.
+
+        `data` and `unsent` come with a connection the reactor hands over: what it
+        read and did not answer, what it could not send (the connection was already
+        admitted). True when the connection is idle after a GET and should go back to
+        the reactor instead of closing."""
+        if not (data or unsent) and not self._make_room():
             metrics.HTTP_LIMITS.labels("max_connections").inc()
             with contextlib.suppress(*_PEER_GONE), trio.move_on_after(1):
                 await stream.send_all(serialize(plain(503, b"too many connections"), False, False))
-            return
+            return False
         scope = trio.CancelScope()
         conn = _Conn(scope, Connection(self.limits), trio.current_time())
         self._conns.add(conn)
         metrics.HTTP_CONNECTIONS.inc()
+        back = False
         try:
             with scope:
-                await self._serve(conn, stream)
+                back = await self._serve(conn, stream, data, unsent)
             if scope.cancelled_caught:
+                back = False
                 await self._closed_by_limit(conn, stream)
         except _PEER_GONE:
             pass  # the peer went away; nothing to answer
@@ -230,6 +276,7 @@ class HttpServer:
             if conn.why == "shed":
                 self._shedding -= 1
             metrics.HTTP_CONNECTIONS.dec()
+        return back
 
     def _log_internal_error(self) -> None:
         minute = int(trio.current_time() // 60)
@@ -267,14 +314,29 @@ class HttpServer:
         conn.phase = None  # the next phase (idle, usually) starts when the answer is out
         conn.deadline = trio.current_time() + self.limits.send_timeout
 
-    async def _serve(self, conn: _Conn, stream: trio.abc.Stream) -> None:
+    async def _serve(
+        self,
+        conn: _Conn,
+        stream: trio.abc.Stream,
+        data: bytes | bytearray = b"",
+        unsent: bytes = b"",
+    ) -> bool:
+        """Read, answer, repeat. True when the connection goes back to the reactor."""
         proto = conn.proto
         fast = self.fast
+        # Idle connections wait in the reactor, if there is one; but only those last
+        # asked a GET: a client that POSTs keeps its task rather than hopping between
+        # the two on every request.
+        give_back = self.reactor is not None
+        if unsent:
+            self._answering(conn)
+            await stream.send_all(unsent)
         self._arm(conn)
         while True:
-            data = await stream.receive_some(65536)
             if not data:
-                return  # peer closed (or half-closed): nothing more will arrive
+                data = await stream.receive_some(65536)
+                if not data:
+                    return False  # peer closed (or half-closed): nothing more will arrive
             try:
                 proto.receive_data(data)
             except ProtocolError as error:
@@ -283,7 +345,8 @@ class HttpServer:
                 # Requests completed before the bad one are answered first, in order.
                 if await self._answer(conn, stream, proto.take_all()):
                     await stream.send_all(error_bytes(error))
-                return
+                return False
+            data = b""
             waiting = proto.pending()
             if waiting == 0:
                 if proto.continue_wanted:
@@ -302,14 +365,22 @@ class HttpServer:
                 if raw is not None:
                     await stream.send_all(raw)
                     self._arm(conn)
+                    if give_back and proto.phase is Phase.IDLE:
+                        return True
                     continue
                 # The fast path said no: the handler answers, and the fast path is
                 # not asked a second time.
+                last = request.method
                 if not await self._answer(conn, stream, [request], fast_tried=True):
-                    return
-            elif not await self._answer(conn, stream, proto.take_all()):
-                return
+                    return False
+            else:
+                requests = proto.take_all()
+                last = requests[-1].method
+                if not await self._answer(conn, stream, requests):
+                    return False
             self._arm(conn)
+            if give_back and last in (b"GET", b"HEAD") and proto.phase is Phase.IDLE:
+                return True
 
     async def _answer(
         self,

@@ -27,6 +27,17 @@ ANSWER_SOURCE = Counter(
 CACHE_ENTRIES = Gauge(
     "revocd_cache_entries", "Answers held in the local answer cache", multiprocess_mode="livesum"
 )
+ARENA_BYTES = Gauge(
+    "revocd_shared_cache_bytes",
+    "Bytes of answers written to the host's shared answer cache, up to its size (then the "
+    "oldest are overwritten)",
+    multiprocess_mode="max",
+)
+ARENA_WRITES = Gauge(
+    "revocd_shared_cache_writes",
+    "Answers written to the host's shared answer cache since it was created",
+    multiprocess_mode="max",
+)
 CACHE_INVALIDATIONS = Counter(
     "revocd_cache_invalidations_total", "Local cache entries dropped because the status changed"
 )
@@ -55,6 +66,16 @@ LIVE_COALESCED = Counter(
 SIGN_ERRORS = Counter("revocd_sign_errors_total", "Signing failures", ["issuer", "kind"])
 HTTP_CONNECTIONS = Gauge(
     "revocd_http_connections", "Open data plane connections", multiprocess_mode="livesum"
+)
+REACTOR_ANSWERS = Counter(
+    "revocd_reactor_answers_total",
+    "Cached GETs answered by the compiled reactor, without a trio task (a subset of "
+    "revocd_ocsp_requests_total)",
+)
+REACTOR_HANDOFFS = Counter(
+    "revocd_reactor_handoffs_total",
+    "Connections the reactor handed to the trio server: a miss, a POST, a partial or "
+    "unusual request, or a client not reading its answers",
 )
 HTTP_LIMITS = Counter(
     "revocd_http_limit_hits_total",

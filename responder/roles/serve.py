@@ -22,19 +22,20 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from ..answers.arena import Arena
 from ..answers.cache import AnswerCache
 from ..answers.chain import build_chain
 from ..answers.issuers import IssuerRuntime
 from ..answers.presigned import MissBatcher
 from ..answers.shedding import LoopLag
 from ..audit.trail import AuditTrail
-from ..changes import ChangeHub, invalidate_cache
+from ..changes import ChangeHub, invalidate_cache, own_arena
 from ..config import Config, ConfigError, load_config
 from ..control.app import ControlApp
-from ..dataplane.app import DataPlane
+from ..dataplane.app import DataPlane, http_server
 from ..dataplane.workers import WorkerPool
 from ..http.protocol import Limits
-from ..http.server import HttpServer
+from ..http.reactor import ArenaReader
 from ..ingest import Ingestor
 from ..keys.lifecycle import CertificateWatcher
 from ..observability.logs import WORKER_ENV, setup_logging
@@ -47,6 +48,7 @@ from .wiring import (
     crl_generator,
     crl_schedule,
     issuer_runtimes,
+    open_arena,
     presigner,
     watch_store,
 )
@@ -72,10 +74,12 @@ async def run_data_plane(
     issuers: list[IssuerRuntime],
     sock: socket.socket,
     hub: ChangeHub,
+    arena: Arena | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """The data plane of one process; `hub` is the process's change feed, whose run
-    the caller owns (the cache's channel is taken here, before the hub starts)."""
+    the caller owns (the cache's channel is taken here, before the hub starts);
+    `arena` the host's shared answer cache, if there is one."""
     async with trio.open_nursery() as nursery:
         cache = AnswerCache(config.server.cache_entries)
         batcher = MissBatcher(store)
@@ -95,6 +99,7 @@ async def run_data_plane(
             live_max_pending=limits.live_sign_max_pending,
             live_deadline=limits.live_sign_deadline_ms / 1000,
             loop=loop,
+            shared=arena,
         )
         crl_dir = config.server.crl_dir
         plane = DataPlane(
@@ -105,22 +110,19 @@ async def run_data_plane(
             crl_republish=crl_schedule(config),
             max_age_cap=config.server.cache_max_age_seconds,
             shed_pause=limits.shed_pause_ms / 1000,
+            arena=ArenaReader(arena) if arena is not None else None,
         )
-        server = HttpServer(
-            plane,
-            Limits(
-                max_header_bytes=limits.max_header_bytes,
-                max_body_bytes=limits.max_body_bytes,
-                header_timeout=limits.header_timeout,
-                body_timeout=limits.body_timeout,
-                send_timeout=limits.send_timeout,
-                idle_timeout=limits.idle_timeout,
-                max_connections=limits.max_connections,
-                max_pipelined=limits.max_pipelined,
-            ),
-            fast=plane.fast,
-            hold=loop.hold,
+        http_limits = Limits(
+            max_header_bytes=limits.max_header_bytes,
+            max_body_bytes=limits.max_body_bytes,
+            header_timeout=limits.header_timeout,
+            body_timeout=limits.body_timeout,
+            send_timeout=limits.send_timeout,
+            idle_timeout=limits.idle_timeout,
+            max_connections=limits.max_connections,
+            max_pipelined=limits.max_pipelined,
         )
+        server = http_server(plane, http_limits, config.server.reactor, hold=loop.hold)
         listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
         await nursery.start(server.serve, [listener])
         task_status.started()
@@ -135,12 +137,15 @@ def _worker_main(config_path: str, store_url: str, port: int, index: int, ready:
     sock = data_socket(config.server.host, port, True)
 
     async def main() -> None:
+        # The main process created the arena before starting the workers; a worker
+        # started again later finds it warm.
+        arena = open_arena(config, create=False)
         async with Store.open(store_url, config.store) as store:
             await store.register_issuers(config.issuers.values())
             issuers = issuer_runtimes(config)
             async with trio.open_nursery() as nursery:
                 hub = ChangeHub(store, config.issuers)
-                await nursery.start(run_data_plane, config, store, issuers, sock, hub)
+                await nursery.start(run_data_plane, config, store, issuers, sock, hub, arena)
                 await nursery.start(hub.run)
                 nursery.start_soon(CertificateWatcher(issuers).run)
                 nursery.start_soon(watch_store, store)
@@ -171,6 +176,9 @@ async def run_service(
     trail = AuditTrail.from_settings(config.audit, config.audit_file)
     if not await trail.started("serve", config_summary(config)):
         raise ConfigError(f"audit.file: cannot write {config.audit_file}")
+    # Created (empty) before any worker starts, so no worker reads answers an earlier
+    # run left; this process owns it: its change feed keeps it right.
+    arena = open_arena(config, create=True)
     async with configured_store(config) as store:
         ingest = Ingestor(store, config.issuers, config.clock_skew_seconds)
         sock = data_socket(config.server.host, config.server.port, config.server.workers > 1)
@@ -194,8 +202,10 @@ async def run_service(
         try:
             async with trio.open_nursery() as nursery:
                 hub = ChangeHub(store, config.issuers)
+                if arena is not None:
+                    nursery.start_soon(own_arena, hub.subscribe("arena", buffer=4096), arena)
                 if pool is None:
-                    await nursery.start(run_data_plane, config, store, issuers, sock, hub)
+                    await nursery.start(run_data_plane, config, store, issuers, sock, hub, arena)
                 else:
                     await nursery.start(pool.run)
                     # The workers listen on the port now; this socket only reserved it.
@@ -235,6 +245,8 @@ async def run_service(
                     await on_ready(running)
         finally:
             sock.close()
+            if arena is not None:
+                arena.remove()
             with trio.CancelScope(shield=True):
                 await trail.record("service.stopped", role="serve")
 

@@ -11,6 +11,7 @@ import trio
 from cryptography import x509
 
 from .. import __version__
+from ..answers.arena import Arena, ArenaError
 from ..answers.issuers import IssuerRuntime
 from ..audit.trail import AuditTrail
 from ..config import Config, ConfigError, IssuerConfig
@@ -189,3 +190,27 @@ def presigner(
     return Presigner(
         store, issuers, settings, audit=audit, leases=Leases(store, config.store.lease_seconds)
     )
+
+
+def open_arena(config: Config, create: bool) -> Arena | None:
+    """The host's shared answer cache: created empty by the serving process that owns
+    it (`create`), attached to by its workers. None when server.shared_cache_mb is 0,
+    or when it cannot be had (logged): GET answers are then cached per worker."""
+    server = config.server
+    if not server.shared_cache_mb or server.shared_cache_path is None:
+        return None
+    path = server.shared_cache_path
+    try:
+        if create:
+            arena = Arena.create(path, server.shared_cache_mb << 20)
+            log.info(
+                "shared answer cache: %s, %d MiB (%d index slots)",
+                path,
+                server.shared_cache_mb,
+                arena.layout.index_slots,
+            )
+            return arena
+        return Arena.attach(path)
+    except ArenaError as exc:
+        log.error("%s; GET answers are cached in each worker instead", exc)
+        return None
