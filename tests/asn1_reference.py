@@ -87,6 +87,26 @@ def _explicit_tags_constructed(seq) -> None:
         pos += hdr + n
 
 
+def _tlv_end(data: bytes, pos: int) -> int:
+    first = data[pos + 1]
+    if first < 0x80:
+        return pos + 2 + first
+    k = first & 0x7F
+    return pos + 2 + k + int.from_bytes(data[pos + 2 : pos + 2 + k], "big")
+
+
+def _one_requestor_name(tbs: bytes) -> None:
+    """requestorName is [1] EXPLICIT GeneralName: exactly one element inside the tag.
+    asn1crypto parses the first and keeps quiet about any after it."""
+    pos = _tlv_end(tbs, 0) if tbs[:1] == b"\xa0" else 0
+    if tbs[pos : pos + 1] != b"\xa1":
+        return
+    end = _tlv_end(tbs, pos)
+    inner = pos + (2 if tbs[pos + 1] < 0x80 else 2 + (tbs[pos + 1] & 0x7F))
+    if inner >= end or _tlv_end(tbs, inner) != end:
+        raise Rejected("requestorName is not one GeneralName")
+
+
 def _fields_only(seq) -> None:
     """asn1crypto keeps unmatched trailing children instead of rejecting them; DER does not."""
     seq[seq._fields[0][0]]  # forces the children to be parsed
@@ -139,6 +159,7 @@ def reference_decode(data: bytes):
         tbs = req["tbs_request"]
         _fields_only(req)
         _fields_only(tbs)
+        _one_requestor_name(tbs.contents or b"")
         if tbs["version"].native != "v1":
             raise Rejected("version")
         request_list = tbs["request_list"]

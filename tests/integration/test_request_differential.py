@@ -183,3 +183,15 @@ def test_primitive_explicit_tag_is_rejected():
     )
     _check(data)
     assert _run(_request_py.decode_request, data)[0] == "malformed"
+
+
+def test_a_requestor_name_holding_two_elements_is_refused_by_both() -> None:
+    """Found by test_mutated_requests: `[1] { [4] {} SEQUENCE {} }` is not one
+    GeneralName; the reference once let asn1crypto read the first and ignore the rest."""
+    _check(
+        bytes.fromhex(
+            "3062304ba003020100a104a4003000303e303c303a300906052b0e03021a0500041400000000000000"
+            "00000000000000000000000000041400000000000000000000000000000000000000000201"
+            "00a0133011300a06082a8648ce3d040302030300abcd"
+        )
+    )
