@@ -301,7 +301,7 @@ cdef class Reader:
     cdef unsigned long long ring_size
     cdef unsigned long long index_offset
     cdef unsigned long long counters_offset
-    cdef unsigned long long mask
+    cdef unsigned long long slots
     cdef unsigned int counters
 
     def __init__(self, arena):
@@ -320,7 +320,7 @@ cdef class Reader:
         self.ring_size = layout.ring_size
         self.index_offset = layout.index_offset
         self.counters_offset = layout.counters_offset
-        self.mask = layout.index_slots - 1
+        self.slots = layout.index_slots
         self.counters = layout.counters
 
     def __dealloc__(self):
@@ -355,7 +355,7 @@ cdef class Reader:
         cdef unsigned int url_len, der_len, index
         cdef int i
         for i in range(PROBES):
-            slot = self.base + self.index_offset + ((h + i) & self.mask) * 16
+            slot = self.base + self.index_offset + ((h + i) % self.slots) * 16
             if revocd_u64(slot) != h:
                 continue
             stored = revocd_u64(slot + 8)
