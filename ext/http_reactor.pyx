@@ -83,13 +83,16 @@ cdef extern from *:
 
 
 STATUS_NAMES = ("good", "revoked", "unknown")
+KEEP, KEEP_10, CLOSE = 0, 1, 2
 READ_SIZE = 65536
 MAX_EVENTS = 256
+POST_BUDGET = 24
 cdef enum:
     C_READ_SIZE = 65536
     C_MAX_EVENTS = 256
+    C_POST_BUDGET = 24  # the twin's POST_BUDGET
     # The longest tail: two 64-bit numbers in TAIL_FORMAT.
-    TAIL_MAX = 160
+    TAIL_MAX = 192
     # The fixed part of a rendered head: status line, Date, the head lines, two dates,
     # the ETag (with room to spare).
     HEAD_MAX = 23 + 2 + 64 + 2 * 29 + 11 + 8 + 64 + 4 + 32
@@ -112,8 +115,11 @@ MONTHS[:] = [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"S
              b"Nov", b"Dec"]
 cdef const char* TAIL_FORMAT = (
     b"Cache-Control: max-age=%lld, public, no-transform, must-revalidate\r\n"
-    b"Content-Length: %zd\r\n\r\n"
+    b"Content-Length: %zd\r\n%s\r\n"
 )
+# The twin's _CONNECTION, by KEEP / KEEP_10 / CLOSE
+cdef const char* CONNECTION[3]
+CONNECTION[:] = [b"", b"Connection: keep-alive\r\n", b"Connection: close\r\n"]
 
 # Character classes, as in the twin: token, target, field value.
 cdef unsigned char TCHAR[256]
@@ -175,31 +181,73 @@ cdef bint _handoff_field(const unsigned char* name, Py_ssize_t n) noexcept:
     return False
 
 
+cdef bint _post_target(const unsigned char* p, Py_ssize_t n, tuple targets) noexcept:
+    cdef bytes target
+    for target in targets:
+        if PyBytes_GET_SIZE(target) == n and memcmp(p, PyBytes_AS_STRING(target), n) == 0:
+            return True
+    return False
+
+
+cdef Py_ssize_t _length(const unsigned char* p, Py_ssize_t n, Py_ssize_t max_body_bytes) noexcept:
+    """The twin's _length: 1 to max_body_bytes, plain digits, no leading zero, or -1."""
+    cdef Py_ssize_t i, value = 0
+    if n == 0 or n > 9 or p[0] == 48:
+        return -1
+    for i in range(n):
+        if p[i] < 48 or p[i] > 57:
+            return -1
+        value = value * 10 + (p[i] - 48)
+    return value if value <= max_body_bytes else -1
+
+
 cdef Py_ssize_t _parse(
     const unsigned char* b,
     Py_ssize_t size,
     Py_ssize_t max_header_bytes,
     Py_ssize_t max_pipelined,
+    Py_ssize_t max_body_bytes,
+    tuple post_targets,
     Py_ssize_t* starts,
     Py_ssize_t* lengths,
+    char* kinds,
+    char* modes,
 ) noexcept:
-    """How many plain GETs `b` is made of (their targets into starts/lengths), or -1
-    when it is anything else. Same decision as the twin's parse()."""
-    cdef Py_ssize_t pos = 0, p, t0, tlen, n0, nlen, v0, vlen, counted, count = 0
+    """How many plain GETs and POSTs `b` is made of (the GETs' targets and the POSTs'
+    bodies into starts/lengths, 1 in kinds for a POST, KEEP/KEEP_10/CLOSE in modes),
+    or -1 when it is anything else. Same decision as the twin's parse()."""
+    cdef Py_ssize_t pos = 0, p, t0, tlen, n0, nlen, v0, vlen, counted, count = 0, length
+    cdef bint post, http10
+    cdef int connection  # -1 none, 0 keep-alive, 1 close
     while pos < size:
-        if count >= max_pipelined:
+        if count >= max_pipelined or (count > 0 and modes[count - 1] == 2):
             return -1
-        if size - pos < 5 or memcmp(b + pos, b"GET /", 5) != 0:
+        if size - pos >= 6 and memcmp(b + pos, b"POST /", 6) == 0:
+            post = True
+            p = pos + 5
+        elif size - pos >= 5 and memcmp(b + pos, b"GET /", 5) == 0:
+            post = False
+            p = pos + 4
+        else:
             return -1
-        p = pos + 4
         t0 = p
         while p < size and TARGET[b[p]]:
             p += 1
         tlen = p - t0
-        if size - p < 11 or memcmp(b + p, b" HTTP/1.1\r\n", 11) != 0:
+        if size - p < 11:
+            return -1
+        if memcmp(b + p, b" HTTP/1.1\r\n", 11) == 0:
+            http10 = False
+        elif memcmp(b + p, b" HTTP/1.0\r\n", 11) == 0:
+            http10 = True
+        else:
+            return -1
+        if post and not _post_target(b + t0, tlen, post_targets):
             return -1
         p += 11
         counted = tlen
+        length = -1
+        connection = -1
         while True:
             if size - p >= 2 and b[p] == 13 and b[p + 1] == 10:
                 p += 2
@@ -222,39 +270,81 @@ cdef Py_ssize_t _parse(
             if vlen > 0 and (b[p - 1] == 32 or b[p - 1] == 9):
                 return -1  # trailing whitespace: the full path decides
             p += 2
-            if _handoff_field(b + n0, nlen):
+            if post and _same(b + n0, nlen, b"content-length"):
+                if length >= 0:
+                    return -1  # two of them: request smuggling's favourite
+                length = _length(b + v0, vlen, max_body_bytes)
+                if length < 0:
+                    return -1
+            elif _handoff_field(b + n0, nlen):
                 return -1
-            if _same(b + n0, nlen, b"connection") and not _same(b + v0, vlen, b"keep-alive"):
-                return -1
+            if _same(b + n0, nlen, b"connection"):
+                if connection >= 0:
+                    return -1  # two of them: the full path decides
+                if _same(b + v0, vlen, b"keep-alive"):
+                    connection = 0
+                elif _same(b + v0, vlen, b"close"):
+                    connection = 1
+                else:
+                    return -1  # upgrade, or a list
             counted += nlen + vlen + 4
         if counted > max_header_bytes:
             return -1
-        starts[count] = t0
-        lengths[count] = tlen
+        if http10:
+            modes[count] = 1 if connection == 0 else 2
+        else:
+            modes[count] = 2 if connection == 1 else 0
+        if post:
+            if length < 0 or p + length > size:
+                return -1  # no length, or the body is not all here yet
+            starts[count] = p
+            lengths[count] = length
+            kinds[count] = 1
+            p += length
+        else:
+            starts[count] = t0
+            lengths[count] = tlen
+            kinds[count] = 0
         count += 1
         pos = p
     return count if count > 0 else -1
 
 
-def parse(bytes buf, Py_ssize_t max_header_bytes, Py_ssize_t max_pipelined):
-    """The twin's parse(): the targets, or None."""
+def parse(
+    bytes buf,
+    Py_ssize_t max_header_bytes,
+    Py_ssize_t max_pipelined,
+    Py_ssize_t max_body_bytes=0,
+    tuple post_targets=(),
+):
+    """The twin's parse(): (is a POST, its target or body) per request, or None."""
     cdef Py_ssize_t n = max(max_pipelined, 1)
     cdef Py_ssize_t* starts = <Py_ssize_t*>malloc(n * sizeof(Py_ssize_t))
     cdef Py_ssize_t* lengths = <Py_ssize_t*>malloc(n * sizeof(Py_ssize_t))
+    cdef char* kinds = <char*>malloc(n)
+    cdef char* modes = <char*>malloc(n)
     cdef const unsigned char* b = <const unsigned char*>PyBytes_AS_STRING(buf)
     cdef Py_ssize_t count, i
-    if starts == NULL or lengths == NULL:
+    if starts == NULL or lengths == NULL or kinds == NULL or modes == NULL:
         free(starts)
         free(lengths)
+        free(kinds)
+        free(modes)
         raise MemoryError()
     try:
-        count = _parse(b, len(buf), max_header_bytes, max_pipelined, starts, lengths)
+        count = _parse(b, len(buf), max_header_bytes, max_pipelined, max_body_bytes,
+                       post_targets, starts, lengths, kinds, modes)
         if count < 0:
             return None
-        return [buf[starts[i] : starts[i] + lengths[i]] for i in range(count)]
+        return [
+            (bool(kinds[i]), buf[starts[i] : starts[i] + lengths[i]], <int>modes[i])
+            for i in range(count)
+        ]
     finally:
         free(starts)
         free(lengths)
+        free(kinds)
+        free(modes)
 
 
 
@@ -425,6 +515,14 @@ cdef class Engine:
     """The connections the reactor holds between requests, and their epoll set."""
 
     cdef public Reader reader
+    cdef public object post
+    cdef public Py_ssize_t max_body_bytes
+    cdef public tuple post_targets
+    cdef public int posts_left
+    cdef public long long post_errors
+    cdef char* kinds
+    cdef char* modes
+    cdef bint close_after  # the last _answer's requests asked to close
     cdef public long long cap
     cdef public Py_ssize_t max_header_bytes
     cdef public Py_ssize_t max_pipelined
@@ -440,7 +538,7 @@ cdef class Engine:
     cdef char* out
     cdef Py_ssize_t out_capacity
     cdef Py_ssize_t out_len
-    cdef long long hits[3]
+    cdef long long hits[4]
     cdef public long long closed
     cdef epoll_event events[C_MAX_EVENTS]
 
@@ -451,25 +549,43 @@ cdef class Engine:
         self.starts = NULL
         self.lengths = NULL
         self.positions = NULL
+        self.kinds = NULL
+        self.modes = NULL
         self.rbuf = NULL
         self.out = NULL
 
     def __init__(
-        self, Reader reader, long long cap, Py_ssize_t max_header_bytes, Py_ssize_t max_pipelined
+        self,
+        Reader reader,
+        object post,
+        long long cap,
+        Py_ssize_t max_header_bytes,
+        Py_ssize_t max_pipelined,
+        Py_ssize_t max_body_bytes=0,
+        tuple post_targets=(),
     ):
-        self._setup(reader, cap, max_header_bytes, max_pipelined, True)
+        self._setup(reader, post, cap, max_header_bytes, max_pipelined, max_body_bytes,
+                    post_targets, True)
 
     cdef int _setup(
         self,
         Reader reader,
+        object post,
         long long cap,
         Py_ssize_t max_header_bytes,
         Py_ssize_t max_pipelined,
+        Py_ssize_t max_body_bytes,
+        tuple post_targets,
         bint sockets,
     ) except -1:
         """`sockets`: an epoll set and a read buffer (not needed by answer())."""
         cdef Py_ssize_t n = max(max_pipelined, 1)
         self.reader = reader
+        self.post = post
+        self.max_body_bytes = max_body_bytes
+        self.post_targets = post_targets
+        self.posts_left = C_POST_BUDGET
+        self.post_errors = 0
         self.cap = cap
         self.max_header_bytes = max_header_bytes
         self.max_pipelined = max_pipelined
@@ -483,11 +599,16 @@ cdef class Engine:
         self.starts = <Py_ssize_t*>malloc(n * sizeof(Py_ssize_t))
         self.lengths = <Py_ssize_t*>malloc(n * sizeof(Py_ssize_t))
         self.positions = <unsigned long long*>malloc(n * sizeof(unsigned long long))
+        self.kinds = <char*>malloc(n)
+        self.modes = <char*>malloc(n)
         self.out_capacity = 16384
         self.out = <char*>malloc(self.out_capacity)
-        if not (self.starts and self.lengths and self.positions and self.out):
+        if not (
+            self.starts and self.lengths and self.positions and self.kinds and self.modes
+            and self.out
+        ):
             raise MemoryError()
-        self.hits[0] = self.hits[1] = self.hits[2] = 0
+        self.hits[0] = self.hits[1] = self.hits[2] = self.hits[3] = 0
         self.closed = 0
         return 0
 
@@ -497,6 +618,8 @@ cdef class Engine:
         free(self.starts)
         free(self.lengths)
         free(self.positions)
+        free(self.kinds)
+        free(self.modes)
         free(self.rbuf)
         free(self.out)
 
@@ -540,11 +663,24 @@ cdef class Engine:
         self.count += 1
 
     def take_counts(self):
-        """Hits per status and connections closed since the last call."""
-        counts = (self.hits[0], self.hits[1], self.hits[2], self.closed)
-        self.hits[0] = self.hits[1] = self.hits[2] = 0
+        """GET hits per status, POSTs answered, connections closed and POST answers that
+        failed since the last call (the twin's take_counts)."""
+        counts = (self.hits[0], self.hits[1], self.hits[2], self.hits[3], self.closed,
+                  self.post_errors)
+        self.hits[0] = self.hits[1] = self.hits[2] = self.hits[3] = 0
         self.closed = 0
+        self.post_errors = 0
         return counts
+
+    cdef object _post(self, const unsigned char* body, Py_ssize_t n, int mode):
+        self.posts_left -= 1
+        try:
+            answered = self.post(PyBytes_FromStringAndSize(<const char*>body, n), mode)
+        except Exception:
+            # The full path will meet the same fault and log it with its traceback.
+            self.post_errors += 1
+            return None
+        return answered if type(answered) is bytes else None
 
     cdef void _close(self, int fd) noexcept:
         self.owned[fd] = 0
@@ -573,7 +709,7 @@ cdef class Engine:
         return 0
 
     cdef int _render(self, const unsigned char* rec, const char* date, Py_ssize_t date_len,
-                     long long now) except -1:
+                     long long now, int mode) except -1:
         """Append the 200 for the record (render() of the twin) to the output."""
         cdef unsigned int url_len = revocd_u16(rec + 4)
         cdef unsigned int der_len = revocd_u32(rec + 8)
@@ -602,7 +738,7 @@ cdef class Engine:
             o += 2
         memcpy(o, b"\"\r\n", 3)
         o += 3
-        o += snprintf(o, TAIL_MAX, TAIL_FORMAT, age, <Py_ssize_t>der_len)
+        o += snprintf(o, TAIL_MAX, TAIL_FORMAT, age, <Py_ssize_t>der_len, CONNECTION[mode])
         memcpy(o, rec + RECORD_SIZE + url_len, der_len)
         o += der_len
         self.out_len = o - self.out
@@ -612,35 +748,62 @@ cdef class Engine:
                       bytes date) except -1:
         """Render the answers to the requests in buf into the output; False for a
         hand-off (then no hit is counted)."""
-        cdef Py_ssize_t count, i
-        cdef long long hit[3]
+        cdef Py_ssize_t count, i, n
+        cdef long long hit[4]
         cdef const unsigned char* rec
         cdef const char* date_p = PyBytes_AS_STRING(date)
         cdef Py_ssize_t date_len = len(date)
         cdef Reader reader = self.reader
-        if reader.base == NULL or not reader._owned(now):
-            return False
+        cdef bytes answered
+        cdef bint gets = False
         count = _parse(
-            buf, size, self.max_header_bytes, self.max_pipelined, self.starts, self.lengths
+            buf,
+            size,
+            self.max_header_bytes,
+            self.max_pipelined,
+            self.max_body_bytes,
+            self.post_targets,
+            self.starts,
+            self.lengths,
+            self.kinds,
+            self.modes,
         )
         if count < 0:
             return False
-        hit[0] = hit[1] = hit[2] = 0
+        hit[0] = hit[1] = hit[2] = hit[3] = 0
         self.out_len = 0
         for i in range(count):
+            if self.kinds[i]:
+                if self.post is None:
+                    return False
+                answered = self._post(buf + self.starts[i], self.lengths[i], self.modes[i])
+                if answered is None:
+                    return False
+                n = PyBytes_GET_SIZE(answered)
+                self._reserve(n)
+                memcpy(self.out + self.out_len, PyBytes_AS_STRING(answered), n)
+                self.out_len += n
+                hit[3] += 1
+                continue
+            if not gets:
+                if reader.base == NULL or not reader._owned(now):
+                    return False
+                gets = True
             rec = reader._find(buf + self.starts[i], self.lengths[i], now, False,
                                &self.positions[i])
             if rec == NULL:
                 return False
-            self._render(rec, date_p, date_len, now)
+            self._render(rec, date_p, date_len, now, self.modes[i])
             hit[rec[6]] += 1
         # Every record copied: were any of them being overwritten meanwhile?
         for i in range(count):
-            if not reader._intact(self.positions[i]):
+            if not self.kinds[i] and not reader._intact(self.positions[i]):
                 return False
         self.hits[0] += hit[0]
         self.hits[1] += hit[1]
         self.hits[2] += hit[2]
+        self.hits[3] += hit[3]
+        self.close_after = self.modes[count - 1] == 2
         return True
 
     def poll(self, double now, long long wall, bytes date):
@@ -649,12 +812,15 @@ cdef class Engine:
         cdef ssize_t got, sent
         cdef bint ok
         cdef list handoffs = []
+        self.posts_left = C_POST_BUDGET
         ready = epoll_wait(self.epfd, self.events, C_MAX_EVENTS, 0)
         if ready < 0:
             if errno == EINTR:
                 return handoffs
             raise OSError(errno, "epoll_wait failed")
         for i in range(ready):
+            if self.posts_left <= 0:
+                break  # the rest stay ready: read at the next wake-up
             fd = self.events[i].data.fd
             if fd >= self.fd_capacity or not self.owned[fd]:
                 continue
@@ -671,7 +837,7 @@ cdef class Engine:
             if not ok:
                 self._release(fd)
                 handoffs.append(
-                    (fd, PyBytes_FromStringAndSize(<const char*>self.rbuf, got), b"")
+                    (fd, PyBytes_FromStringAndSize(<const char*>self.rbuf, got), b"", False)
                 )
                 continue
             sent = send(fd, self.out, self.out_len, MSG_NOSIGNAL | MSG_DONTWAIT)
@@ -686,8 +852,16 @@ cdef class Engine:
                 # rest under its send deadline.
                 self._release(fd)
                 handoffs.append(
-                    (fd, b"", PyBytes_FromStringAndSize(self.out + sent, self.out_len - sent))
+                    (
+                        fd,
+                        b"",
+                        PyBytes_FromStringAndSize(self.out + sent, self.out_len - sent),
+                        bool(self.close_after),
+                    )
                 )
+                continue
+            if self.close_after:
+                self._close(fd)  # answered, and asked for no more
                 continue
             self.last[fd] = now
         return handoffs
@@ -728,20 +902,22 @@ cdef class Engine:
 def answer(
     bytes buf,
     Reader reader,
+    object post,
     long long now,
     bytes date,
     long long cap,
     Py_ssize_t max_header_bytes,
     Py_ssize_t max_pipelined,
+    Py_ssize_t max_body_bytes,
+    tuple post_targets,
     list hits,
 ):
     """The twin's answer(), through the engine's own parse, lookup and render."""
     cdef Engine engine = Engine.__new__(Engine)
-    engine._setup(reader, cap, max_header_bytes, max_pipelined, False)
+    engine._setup(reader, post, cap, max_header_bytes, max_pipelined, max_body_bytes,
+                  post_targets, False)
     if not engine._answer(<const unsigned char*>PyBytes_AS_STRING(buf), len(buf), now, date):
         return None
-    hits[0] += engine.hits[0]
-    hits[1] += engine.hits[1]
-    hits[2] += engine.hits[2]
-    return PyBytes_FromStringAndSize(engine.out, engine.out_len)
-
+    for i in range(4):
+        hits[i] += engine.hits[i]
+    return PyBytes_FromStringAndSize(engine.out, engine.out_len), bool(engine.close_after)

@@ -15,6 +15,7 @@ import trio
 from .answer import AnswerSource
 from .cache import AnswerCache, CachedSource, SharedAnswers
 from .filter import IssuerFilter
+from .inline import InlineAnswers
 from .issuers import IssuerRuntime
 from .live import AnswerWriter, LiveSigner
 from .presigned import PresignedSource, RecordFetcher
@@ -32,7 +33,8 @@ def build_chain(
     loop: LoopLag,
     clock: Callable[[], float] = time.time,
     shared: SharedAnswers | None = None,
-) -> AnswerSource:
+) -> tuple[AnswerSource, InlineAnswers]:
+    """The chain, and the answers it can give without waiting (the same sources)."""
     live = LiveSigner(
         writer,
         fetcher,
@@ -44,4 +46,5 @@ def build_chain(
         loop=loop,
     )
     presigned = PresignedSource(live, fetcher, cache, clock)
-    return IssuerFilter(CachedSource(presigned, cache, shared), issuers)
+    chain = IssuerFilter(CachedSource(presigned, cache, shared), issuers)
+    return chain, InlineAnswers(chain, cache, live)

@@ -153,6 +153,46 @@ class LiveSigner:
             flight[0].set()
         return answer
 
+    def sign_now(self, question: Question) -> Answer | None:
+        """A question no cache may answer (a nonce, several CertIDs) signed at once,
+        without a task or an await: for the reactor, which answers POSTs inline. None
+        whenever the full path must decide: a key that does not sign inline (an HSM),
+        admission (the full path sheds with tryLater), a status record not in the local
+        cache, a serial to refuse, a responder certificate too short. Otherwise the
+        same answer `answer` gives, counted the same."""
+        issuer = question.issuer
+        if issuer is None or question.simple or not issuer.identity.signs_inline:
+            return None
+        loop = self.loop
+        loop.arrive()
+        if self.pending >= self.max_pending or loop.overloaded:
+            return None
+        cache = self.cache
+        records: dict[int, CertRecord | None] = {}
+        for cid in question.request.cert_ids:
+            known, record = cache.get_record(issuer.name, cid.serial)
+            if not known or unauthorized_for(record, issuer.unknown):
+                return None
+            records[cid.serial] = record
+        started = time.perf_counter()
+        now = int(self.clock())
+        this_update, next_update = issuer.schedule.window(now)
+        singles = [
+            single_for_record(cid.der, records[cid.serial], this_update, next_update)
+            for cid in question.request.cert_ids
+        ]
+        nonce = question.request.nonce if question.wants_nonce else None
+        try:
+            der = issuer.identity.sign_now(singles, now, nonce)
+        except (SignerError, ValidityExceedsCertificate):
+            return None  # the full path counts and logs it, and answers
+        finally:
+            loop.charge(time.perf_counter() - started)
+        issuer.live_signatures.inc()
+        _FROM_LIVE.inc()
+        status = cert_status_name(records[question.single.serial]) if len(singles) == 1 else "multi"
+        return Answer.signed(der, singles[0], issuer.schedule, "live", False, status)
+
     async def _sign(
         self, question: Question, issuer: IssuerRuntime, records: Mapping[int, CertRecord | None]
     ) -> Answer:

@@ -24,8 +24,17 @@ from typing import TypeVar
 from ..answers.answer import Answer, AnswerError, AnswerSource, Question, TryLater
 from ..answers.arena import STATUS_NAMES
 from ..answers.cache import AnswerCache
+from ..answers.inline import InlineAnswers
 from ..http._reactor_py import render
-from ..http.protocol import Limits, Request, Response, date_header, http_date, plain
+from ..http.protocol import (
+    Limits,
+    Request,
+    Response,
+    date_header,
+    http_date,
+    plain,
+    serialize,
+)
 from ..http.reactor import ArenaReader, Reactor
 from ..http.server import HttpServer
 from ..observability import metrics
@@ -91,6 +100,10 @@ def _not_modified(request: Request, etag: bytes, last_modified: int) -> bool:
 
 
 _counters: dict[tuple[str, str], object] = {}
+# What _ocsp_response needs to know of a POST the reactor answers: not HEAD, no
+# conditional headers (POSTs get no 304).
+_POST = Request(b"POST", b"/", {}, b"", True, False)
+_KEEP_10, _CLOSE = 1, 2  # the reactor's connection modes (http/_reactor_py.py)
 
 
 def _count(method: str, result: str, n: int = 1) -> None:
@@ -120,6 +133,8 @@ class DataPlane:
     # The host's answer arena (server.shared_cache_mb): GET answers are read from it,
     # by the reactor and by `fast`; None: from the process's cache by URL.
     arena: ArenaReader | None = None
+    # What the chain answers without waiting, for POSTs the reactor answers in place
+    inline: InlineAnswers | None = None
 
     def __post_init__(self) -> None:
         self.crl_files = CrlFiles(self.crl_dir) if self.crl_dir is not None else None
@@ -136,6 +151,36 @@ class DataPlane:
             if n:
                 _count("GET", name, n)
         _FROM_CACHE.inc(good + revoked + unknown)
+
+    @property
+    def post_targets(self) -> tuple[bytes, ...]:
+        """The request targets a POST is answered at (the OCSP path, with and without a
+        trailing slash), as __call__ routes them."""
+        path = self.ocsp_prefix.rstrip("/")
+        return (b"/",) if not path else (path.encode(), path.encode() + b"/")
+
+    def post_inline(self, body: bytes, mode: int = 0) -> bytes | None:
+        """The complete response to a POST of `body` when the chain can give it without
+        waiting (answers/inline.py), counted as the full path counts it; None: the full
+        path answers (malformed requests included, so their counting and logging stay
+        in one place). `mode`: the connection the request asked for (the reactor's
+        KEEP, KEEP_10 or CLOSE), which the response's Connection line follows."""
+        inline = self.inline
+        if inline is None:
+            return None
+        started = time.perf_counter()
+        try:
+            request = decode_request(body)
+        except MalformedRequest:
+            return None
+        answer = inline.answer(Question(request))
+        if answer is None:
+            return None
+        response = self._ocsp_response(_POST, answer, int(self.clock()))
+        raw = serialize(response, mode != _CLOSE, mode == _KEEP_10)
+        _count("POST", answer.cert_status)
+        _LATENCY.observe(time.perf_counter() - started)
+        return raw
 
     def fast(self, request: Request) -> bytes | None:
         """Complete response bytes for a repeated plain GET found by URL in the arena
@@ -319,6 +364,12 @@ def http_server(
     engine = None
     if reactor and plane.arena is not None:
         engine = Reactor(
-            plane.arena, plane.count_hits, limits, cap=plane.max_age_cap, clock=plane.clock
+            plane.arena,
+            plane.count_hits,
+            limits,
+            cap=plane.max_age_cap,
+            clock=plane.clock,
+            post=plane.post_inline if plane.inline is not None else None,
+            post_targets=plane.post_targets,
         )
     return HttpServer(plane, limits, fast=plane.fast, hold=hold, reactor=engine)

@@ -7,8 +7,10 @@ engine (compiled from ext/http_reactor.pyx, or its pure twin) holds the keep-ali
 connections that are between requests in its own epoll set. One trio task waits on
 that set's descriptor (`trio.lowlevel.wait_readable`) and, per wake-up, the engine
 reads every ready connection, answers plain GETs whose answers are in the host's
-answer arena (responder/answers/arena.py, read in place), and hands every other
-connection, with the bytes it read, to the trio server.
+answer arena (responder/answers/arena.py, read in place) and POSTs the data plane can
+answer without waiting (a nonce signed now by a software key, with the status record
+in memory: one Python call, no task), and hands every other connection, with the
+bytes it read, to the trio server.
 
 So trio still owns every task and every deadline that matters: a connection with
 anything but complete, cacheable GETs on it (a POST, a miss, a slow or partial
@@ -31,10 +33,12 @@ from . import _reactor_py
 from .protocol import Limits, date_header
 
 engine_module, REACTOR_COMPILED = load("responder.http._reactor_fast", _reactor_py)
-# Where handed-off connections go: (fd, bytes read, bytes not yet sent).
-Adopt = Callable[[int, bytes, bytes], None]
+# Where handed-off connections go: (fd, bytes read, bytes not yet sent, whether it
+# closes once they are sent).
+Adopt = Callable[[int, bytes, bytes, bool], None]
 # Hits per status (good, revoked, unknown) since the last call.
 OnHits = Callable[[int, int, int], None]
+Post = _reactor_py.Post
 
 _IDLE = metrics.HTTP_LIMITS.labels("idle")
 _SHED = metrics.HTTP_LIMITS.labels("shed")
@@ -67,14 +71,26 @@ class Reactor:
         limits: Limits | None = None,
         cap: int = 0,
         clock: Callable[[], float] = time.time,
+        post: Post | None = None,
+        post_targets: tuple[bytes, ...] = (),
     ) -> None:
+        """`post` answers a POST body to one of `post_targets` without waiting, or
+        says None (the trio server answers it)."""
         limits = limits or Limits()
         self.engine = reader.module.Engine(
-            reader.reader, cap, limits.max_header_bytes, limits.max_pipelined
+            reader.reader,
+            post,
+            cap,
+            limits.max_header_bytes,
+            limits.max_pipelined,
+            limits.max_body_bytes,
+            post_targets,
         )
         self.on_hits = on_hits
         self.idle_timeout = limits.idle_timeout
         self.clock = clock
+        self.post_errors = 0  # POST answers that raised (the full path answered them)
+        self.posts = post is not None  # whether it answers POSTs at all
 
     @property
     def connections(self) -> int:
@@ -105,19 +121,21 @@ class Reactor:
                     self._account()
                     if handoffs:
                         _HANDOFFS.inc(len(handoffs))
-                    for fd, data, unsent in handoffs:
+                    for fd, data, unsent, close in handoffs:
                         metrics.HTTP_CONNECTIONS.dec()
-                        adopt(fd, data, unsent)
+                        adopt(fd, data, unsent, close)
         finally:
             closing = self.connections
             engine.close()
             metrics.HTTP_CONNECTIONS.dec(closing)
 
     def _account(self) -> None:
-        good, revoked, unknown, closed = self.engine.take_counts()
+        good, revoked, unknown, posts, closed, post_errors = self.engine.take_counts()
         if good or revoked or unknown:
             self.on_hits(good, revoked, unknown)
-            _ANSWERS.inc(good + revoked + unknown)
+        if good or revoked or unknown or posts:
+            _ANSWERS.inc(good + revoked + unknown + posts)
+        self.post_errors += post_errors
         if closed:
             metrics.HTTP_CONNECTIONS.dec(closed)
 

@@ -180,16 +180,24 @@ class HttpServer:
                 nursery.start_soon(self._run, stream)
             await trio.lowlevel.checkpoint()
 
-    def _adopt(self, nursery: trio.Nursery, fd: int, data: bytes, unsent: bytes) -> None:
+    def _adopt(
+        self, nursery: trio.Nursery, fd: int, data: bytes, unsent: bytes, close: bool
+    ) -> None:
         """A connection the reactor hands over, with what it read and did not answer
-        (or what it could not send)."""
+        (or what it could not send, and whether the connection ends after that)."""
         sock = trio.socket.from_stdlib_socket(socket.socket(fileno=fd))
-        nursery.start_soon(self._run, trio.SocketStream(sock), data, unsent)
+        nursery.start_soon(self._run, trio.SocketStream(sock), data, unsent, close)
 
-    async def _run(self, stream: trio.SocketStream, data: bytes = b"", unsent: bytes = b"") -> None:
+    async def _run(
+        self,
+        stream: trio.SocketStream,
+        data: bytes = b"",
+        unsent: bytes = b"",
+        close: bool = False,
+    ) -> None:
         back = False
         try:
-            back = await self.serve_connection(stream, data, unsent)
+            back = await self.serve_connection(stream, data, unsent, close)
         finally:
             if back and self.reactor is not None:
                 # Idle after a GET: the reactor waits for its next request. trio no
@@ -240,14 +248,19 @@ class HttpServer:
         return True
 
     async def serve_connection(
-        self, stream: trio.abc.Stream, data: bytes = b"", unsent: bytes = b""
+        self,
+        stream: trio.abc.Stream,
+        data: bytes = b"",
+        unsent: bytes = b"",
+        close: bool = False,
     ) -> bool:
         """One client connection, from accept to close. The fault boundary.
 
-        `data` and `unsent` come with a connection the reactor hands over: what it
-        read and did not answer, what it could not send (the connection was already
-        admitted). True when the connection is idle after a GET and should go back to
-        the reactor instead of closing."""
+        `data`, `unsent` and `close` come with a connection the reactor hands over:
+        what it read and did not answer, what it could not send and whether the
+        connection ends after that (the connection was already admitted). True when
+        the connection is idle after a GET and should go back to the reactor instead
+        of closing."""
         if not (data or unsent) and not self._make_room():
             metrics.HTTP_LIMITS.labels("max_connections").inc()
             with contextlib.suppress(*_PEER_GONE), trio.move_on_after(1):
@@ -260,7 +273,7 @@ class HttpServer:
         back = False
         try:
             with scope:
-                back = await self._serve(conn, stream, data, unsent)
+                back = await self._serve(conn, stream, data, unsent, close)
             if scope.cancelled_caught:
                 back = False
                 await self._closed_by_limit(conn, stream)
@@ -320,17 +333,22 @@ class HttpServer:
         stream: trio.abc.Stream,
         data: bytes | bytearray = b"",
         unsent: bytes = b"",
+        close: bool = False,
     ) -> bool:
         """Read, answer, repeat. True when the connection goes back to the reactor."""
         proto = conn.proto
         fast = self.fast
         # Idle connections wait in the reactor, if there is one; but only those last
-        # asked a GET: a client that POSTs keeps its task rather than hopping between
-        # the two on every request.
-        give_back = self.reactor is not None
+        # asked something it answers (a GET, or a POST when it answers POSTs): the
+        # others keep their task rather than hopping between the two on each request.
+        reactor = self.reactor
+        give_back = reactor is not None
+        back_after = (b"GET", b"HEAD", b"POST") if reactor and reactor.posts else (b"GET", b"HEAD")
         if unsent:
             self._answering(conn)
             await stream.send_all(unsent)
+            if close:
+                return False  # the client asked for nothing more
         self._arm(conn)
         while True:
             if not data:
@@ -379,7 +397,7 @@ class HttpServer:
                 if not await self._answer(conn, stream, requests):
                     return False
             self._arm(conn)
-            if give_back and last in (b"GET", b"HEAD") and proto.phase is Phase.IDLE:
+            if give_back and last in back_after and proto.phase is Phase.IDLE:
                 return True
 
     async def _answer(

@@ -69,8 +69,8 @@ HTTP_CONNECTIONS = Gauge(
 )
 REACTOR_ANSWERS = Counter(
     "revocd_reactor_answers_total",
-    "Cached GETs answered by the compiled reactor, without a trio task (a subset of "
-    "revocd_ocsp_requests_total)",
+    "Requests answered by the compiled reactor without a trio task: cached GETs, and POSTs "
+    "answered at once (a subset of revocd_ocsp_requests_total)",
 )
 REACTOR_HANDOFFS = Counter(
     "revocd_reactor_handoffs_total",

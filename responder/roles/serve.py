@@ -90,7 +90,7 @@ async def run_data_plane(
         limits = config.server.limits
         loop = LoopLag(limits.live_sign_loop_lag_ms / 1000)
         nursery.start_soon(loop.run)
-        chain = build_chain(
+        chain, inline = build_chain(
             issuers,
             cache,
             store,
@@ -111,6 +111,7 @@ async def run_data_plane(
             max_age_cap=config.server.cache_max_age_seconds,
             shed_pause=limits.shed_pause_ms / 1000,
             arena=ArenaReader(arena) if arena is not None else None,
+            inline=inline,
         )
         http_limits = Limits(
             max_header_bytes=limits.max_header_bytes,

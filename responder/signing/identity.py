@@ -61,6 +61,14 @@ class ResponderIdentity:
         object.__setattr__(self, "embedded_certs", embedded)
         object.__setattr__(self, "not_after", int(signing_cert.not_valid_after_utc.timestamp()))
 
+    def _tbs(self, answers: Sequence[SingleAnswer], produced_at: int, nonce: bytes | None) -> bytes:
+        for answer in answers:
+            if answer.next_update is not None and answer.next_update > self.not_after:
+                raise ValidityExceedsCertificate(
+                    "nextUpdate would pass the responder certificate's notAfter"
+                )
+        return response_data(self.key_hash, produced_at, answers, nonce)
+
     async def sign(
         self,
         answers: Sequence[SingleAnswer],
@@ -68,16 +76,29 @@ class ResponderIdentity:
         nonce: bytes | None = None,
     ) -> bytes:
         """A complete signed OCSPResponse for `answers`."""
-        for answer in answers:
-            if answer.next_update is not None and answer.next_update > self.not_after:
-                raise ValidityExceedsCertificate(
-                    "nextUpdate would pass the responder certificate's notAfter"
-                )
-        tbs = response_data(self.key_hash, produced_at, answers, nonce)
-        signature = await self.signer.sign(tbs)
+        tbs = self._tbs(answers, produced_at, nonce)
+        return self._response(tbs, await self.signer.sign(tbs))
+
+    def _response(self, tbs: bytes, signature: bytes) -> bytes:
         return successful_response(
             tbs, self.signer.signature_algorithm, signature, self.embedded_certs
         )
+
+    @property
+    def signs_inline(self) -> bool:
+        """Whether the key signs without waiting (a software key): then `sign_now`
+        may be called outside any task, as the GET/POST reactor does."""
+        return callable(getattr(self.signer, "sign_sync", None))
+
+    def sign_now(
+        self,
+        answers: Sequence[SingleAnswer],
+        produced_at: int,
+        nonce: bytes | None = None,
+    ) -> bytes:
+        """`sign` for a key that signs inline (signs_inline): the same bytes, no await."""
+        tbs = self._tbs(answers, produced_at, nonce)
+        return self._response(tbs, self.signer.sign_sync(tbs))  # type: ignore[attr-defined]
 
 
 def check_delegated_responder(responder: x509.Certificate, issuer: x509.Certificate) -> None:

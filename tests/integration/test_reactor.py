@@ -144,6 +144,54 @@ def requests(draw: st.DrawFn) -> bytes:
     return out
 
 
+POST_TARGETS = (b"/ocsp", b"/ocsp/")
+BODY_LIMIT = 64
+
+
+def post_answer(body: bytes, mode: int) -> bytes | None:
+    """A stand-in for the data plane's inline POST answer: some bodies it answers,
+    some it leaves to the full path."""
+    if body.startswith(b"x"):
+        return None
+    return b"HTTP/1.1 200 OK\r\nMode: %d\r\nContent-Length: %d\r\n\r\n" % (mode, len(body)) + body
+
+
+@st.composite
+def posts(draw: st.DrawFn) -> bytes:
+    """POSTs, mostly well-formed, with the framing variations that matter."""
+    out = b""
+    for _ in range(draw(st.integers(1, 3))):
+        body = draw(st.binary(max_size=70))
+        target = draw(st.sampled_from([b"/ocsp"] * 4 + [b"/ocsp/", b"/", b"/ocsp?x", b"/other"]))
+        out += b"POST " + target + b" HTTP/1.1\r\n"
+        length = draw(
+            st.sampled_from(
+                [b"%d" % len(body)] * 8
+                + [b"0%d" % len(body), b"%d" % (len(body) + 1), b"", b"-1", b"1e2", None]
+            )
+        )
+        if length is not None:
+            out += b"Content-Length: " + length + b"\r\n"
+        if draw(st.integers(0, 5)) == 0:
+            out += draw(
+                st.sampled_from(
+                    [
+                        b"Content-Length: %d\r\n" % len(body),
+                        b"Transfer-Encoding: chunked\r\n",
+                        b"Expect: 100-continue\r\n",
+                        b"Content-Type: application/ocsp-request\r\n",
+                        b"Connection: close\r\n",
+                    ]
+                )
+            )
+        out += b"Host: x\r\n\r\n" + body
+        if draw(st.integers(0, 3)) == 0:
+            out += b"GET /a HTTP/1.1\r\n\r\n"
+    if draw(st.integers(0, 5)) == 0:
+        out = out[: draw(st.integers(0, len(out)))]  # cut short: a partial body or head
+    return out
+
+
 @st.composite
 def plain_gets(draw: st.DrawFn) -> bytes:
     """Mostly what the engine answers, so that the yes side is exercised as much as the
@@ -160,9 +208,9 @@ def plain_gets(draw: st.DrawFn) -> bytes:
     return out
 
 
-INPUTS = st.one_of(requests(), plain_gets(), plain_gets(), mutated())
-HEADER_LIMITS = st.sampled_from([8192, 64, 40, 20])
-PIPELINE_LIMITS = st.sampled_from([64, 2, 1])
+INPUTS = st.one_of(requests(), plain_gets(), plain_gets(), posts(), posts(), mutated())
+HEADER_LIMITS = st.sampled_from([8192, 8192, 64, 40, 20])
+PIPELINE_LIMITS = st.sampled_from([64, 64, 2, 1])
 
 
 # --- differential ----------------------------------------------------------------------
@@ -175,34 +223,46 @@ PIPELINE_LIMITS = st.sampled_from([64, 2, 1])
 def test_compiled_and_pure_engines_decide_and_render_the_same(
     arena: Arena, data: bytes, max_header: int, max_pipelined: int
 ) -> None:
-    assert _reactor_fast.parse(data, max_header, max_pipelined) == _reactor_py.parse(
-        data, max_header, max_pipelined
-    )
+    args = (max_header, max_pipelined, BODY_LIMIT, POST_TARGETS)
+    assert _reactor_fast.parse(data, *args) == _reactor_py.parse(data, *args)
     outcomes = []
     for twin, reader in readers(arena).items():
-        hits = [0, 0, 0]
-        out = twin.answer(data, reader, NOW, DATE, 0, max_header, max_pipelined, hits)
-        outcomes.append((out, hits))
-    assert outcomes[0] == outcomes[1]
+        for post in (post_answer, None):
+            hits = [0, 0, 0, 0]
+            out = twin.answer(data, reader, post, NOW, DATE, 0, *args, hits)
+            outcomes.append((out, hits))
+    assert outcomes[:2] == outcomes[2:]
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(INPUTS, HEADER_LIMITS, PIPELINE_LIMITS)
-def test_what_the_engine_answers_the_protocol_reads_as_plain_keep_alive_gets(
+def test_what_the_engine_answers_the_protocol_reads_as_plain_keep_alive_requests(
     data: bytes, max_header: int, max_pipelined: int
 ) -> None:
-    targets = _reactor_py.parse(data, max_header, max_pipelined)
-    if targets is None:
+    parsed = _reactor_py.parse(data, max_header, max_pipelined, BODY_LIMIT, POST_TARGETS)
+    if parsed is None:
         return
-    conn = Connection(Limits(max_header_bytes=max_header, max_pipelined=max_pipelined))
+    conn = Connection(
+        Limits(max_header_bytes=max_header, max_pipelined=max_pipelined, max_body_bytes=BODY_LIMIT)
+    )
     try:
         conn.receive_data(data)
     except ProtocolError as error:  # pragma: no cover - the property failing
         pytest.fail(f"the engine would answer what the protocol refuses: {error.message}")
     seen = conn.take_all()
-    assert [r.target for r in seen] == targets
-    for request in seen:
-        assert request.method == b"GET" and request.keep_alive and not request.http10
+    # after a request that closes the connection the engine takes nothing more, and
+    # the protocol module reads no further either
+    assert len(seen) == len(parsed)
+    for request, (is_post, value, mode) in zip(seen, parsed, strict=True):
+        assert request.keep_alive == (mode != _reactor_py.CLOSE)
+        if request.keep_alive:
+            assert request.http10 == (mode == _reactor_py.KEEP_10)
+        assert not conn.continue_wanted
+        if is_post:
+            assert request.method == b"POST" and request.target in POST_TARGETS
+            assert request.body == value
+            continue
+        assert request.method == b"GET" and request.target == value
         assert b"if-none-match" not in request.headers
         assert b"if-modified-since" not in request.headers
         assert request.body == b""
@@ -217,10 +277,10 @@ def test_answers_are_the_rendered_records_in_order_and_counted_per_status(
     assert a is not None and rev is not None
     render = _reactor_py.render
     for twin, reader in readers(arena).items():
-        hits = [0, 0, 0]
-        out = twin.answer(data, reader, NOW, DATE, 0, 8192, 64, hits)
-        assert out == render(a, DATE, NOW, 0) + render(rev, DATE, NOW, 0)
-        assert hits == [1, 1, 0]
+        hits = [0, 0, 0, 0]
+        out = twin.answer(data, reader, None, NOW, DATE, 0, 8192, 64, 0, (), hits)
+        assert out == (render(a, DATE, NOW, 0) + render(rev, DATE, NOW, 0), False)
+        assert hits == [1, 1, 0, 0]
     first = render(a, DATE, NOW, 0)
     # what the data plane sends for a cacheable answer (dataplane/app.py: ocsp_head)
     from responder.answers.answer import Answer
@@ -239,11 +299,11 @@ def test_answers_are_the_rendered_records_in_order_and_counted_per_status(
     # server.cache_max_age_seconds caps max-age
     assert b"max-age=300," in render(a, DATE, NOW, 300)
     for twin, reader in readers(arena).items():
-        hits = [0, 0, 0]
-        assert twin.answer(b"GET /a HTTP/1.1\r\n\r\n", reader, NOW, DATE, 300, 8192, 64, hits)
-        assert b"max-age=300," in twin.answer(
-            b"GET /a HTTP/1.1\r\n\r\n", reader, NOW, DATE, 300, 8192, 64, hits
+        hits = [0, 0, 0, 0]
+        out, _ = twin.answer(
+            b"GET /a HTTP/1.1\r\n\r\n", reader, None, NOW, DATE, 300, 8192, 64, 0, (), hits
         )
+        assert b"max-age=300," in out
 
 
 @pytest.mark.parametrize("twin", TWINS, ids=twin_id)
@@ -251,22 +311,87 @@ def test_a_miss_a_stale_record_or_one_unanswerable_request_answers_nothing(
     arena: Arena, twin: ModuleType
 ) -> None:
     reader = twin.Reader(arena)
-    hits = [0, 0, 0]
+    hits = [0, 0, 0, 0]
     for data in (
         b"GET /missing HTTP/1.1\r\n\r\n",
         b"GET /old HTTP/1.1\r\n\r\n",  # refresh time reached
         b"GET /a HTTP/1.1\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
         b"GET /a HTTP/1.1\r\n\r\nGET /missing HTTP/1.1\r\n\r\n",
         b'GET /a HTTP/1.1\r\nIf-None-Match: "x"\r\n\r\n',
-        b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\n",
-        b"GET /a HTTP/1.0\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nConnection: upgrade\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n",
+        b"GET /a HTTP/1.0\r\n\r\nGET /a HTTP/1.1\r\n\r\n",  # one after a close
+        b"GET /a HTTP/2.0\r\n\r\n",
         b"GET /a HTTP/1.1\r\nHost: x\r\n",  # partial
     ):
-        assert twin.answer(data, reader, NOW, DATE, 0, 8192, 64, hits) is None, data
+        assert twin.answer(data, reader, None, NOW, DATE, 0, 8192, 64, 0, (), hits) is None, data
     # an owner silent for longer than OWNER_STALE: nothing is served
     later = NOW + 11
-    assert twin.answer(b"GET /a HTTP/1.1\r\n\r\n", reader, later, DATE, 0, 8192, 64, hits) is None
-    assert hits == [0, 0, 0]
+    get = b"GET /a HTTP/1.1\r\n\r\n"
+    assert twin.answer(get, reader, None, later, DATE, 0, 8192, 64, 0, (), hits) is None
+    assert hits == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("twin", TWINS, ids=twin_id)
+def test_http_10_and_close_get_the_connection_line_the_full_path_sends(
+    arena: Arena, twin: ModuleType
+) -> None:
+    """protocol.serialize adds `Connection: keep-alive` for an HTTP/1.0 client that
+    keeps the connection, `Connection: close` for one that does not; so does the
+    engine, and it says when to close."""
+    from responder.http.protocol import Response, serialize
+
+    record = arena.lookup(b"/a", NOW)
+    assert record is not None
+    reader = twin.Reader(arena)
+    full = _reactor_py.render(record, DATE, NOW, 0)
+    head, body = full.split(b"\r\n\r\n", 1)
+    lines = head.split(b"\r\n")[2:]  # past the status line and Date
+    for request, keep_alive, http10, close in (
+        (b"GET /a HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", True, True, False),
+        (b"GET /a HTTP/1.0\r\n\r\n", False, True, True),
+        (b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\n", False, False, True),
+    ):
+        served = Response(
+            200,
+            [tuple(line.split(b": ", 1)) for line in lines[:-1]],
+            body,  # type: ignore[misc]
+        )
+        from responder.http import protocol
+
+        expected = serialize(served, keep_alive, http10).replace(protocol.date_header.now(), DATE)
+        hits = [0, 0, 0, 0]
+        got = twin.answer(request, reader, None, NOW, DATE, 0, 8192, 64, 0, (), hits)
+        assert got == (expected, close), request
+
+
+@pytest.mark.parametrize("twin", TWINS, ids=twin_id)
+def test_posts_are_answered_by_the_data_plane_in_order_and_counted(
+    arena: Arena, twin: ModuleType
+) -> None:
+    reader = twin.Reader(arena)
+    hits = [0, 0, 0, 0]
+    post = b"POST /ocsp HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
+    data = post + b"GET /a HTTP/1.1\r\n\r\n" + post
+    out = twin.answer(data, reader, post_answer, NOW, DATE, 0, 8192, 64, 64, POST_TARGETS, hits)
+    record = arena.lookup(b"/a", NOW)
+    assert record is not None
+    answered = post_answer(b"abc", _reactor_py.KEEP)
+    assert answered is not None
+    assert out == (answered + _reactor_py.render(record, DATE, NOW, 0) + answered, False)
+    assert hits == [1, 0, 0, 2]
+    # a body the data plane leaves to the full path, a body over the limit, two
+    # Content-Lengths, a body not all here: nothing answered, nothing counted
+    for refused in (
+        b"POST /ocsp HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz",
+        b"POST /ocsp HTTP/1.1\r\nContent-Length: 65\r\n\r\n" + b"a" * 65,
+        b"POST /ocsp HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+        b"POST /ocsp HTTP/1.1\r\nContent-Length: 4\r\n\r\nabc",
+        post + b"POST /elsewhere HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+    ):
+        args = (NOW, DATE, 0, 8192, 64, 64, POST_TARGETS, hits)
+        assert twin.answer(refused, reader, post_answer, *args) is None, refused
+    assert hits == [1, 0, 0, 2]
 
 
 @settings(
@@ -323,7 +448,7 @@ def test_compiled_arena_reader_agrees_with_the_pure_one(
 
 
 def engine_of(twin: ModuleType, arena: Arena) -> object:
-    return twin.Engine(twin.Reader(arena), 0, 8192, 64)
+    return twin.Engine(twin.Reader(arena), None, 0, 8192, 64)
 
 
 def pair(engine: object, now: float = 0.0) -> socket.socket:
@@ -333,7 +458,7 @@ def pair(engine: object, now: float = 0.0) -> socket.socket:
     return theirs
 
 
-def poll(engine: object, now: float = 1.0) -> list[tuple[int, bytes, bytes]]:
+def poll(engine: object, now: float = 1.0) -> list[tuple[int, bytes, bytes, bool]]:
     import select
 
     select.select([engine.fileno()], [], [], 2)  # type: ignore[attr-defined]
@@ -357,8 +482,8 @@ def test_engine_serves_hits_and_hands_off_the_rest_with_what_it_read(
 
         request = b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
         client.sendall(request)
-        [(fd, data, unsent)] = poll(engine)
-        assert (data, unsent) == (request, b"")
+        [(fd, data, unsent, close)] = poll(engine)
+        assert (data, unsent, close) == (request, b"", False)
         assert engine.connections == 0  # type: ignore[attr-defined]
         # the descriptor is the caller's now, open and still connected
         os.write(fd, b"handed")
@@ -383,7 +508,7 @@ def test_engine_hands_over_what_a_client_that_does_not_read_has_not_taken(
     engine.add(ours.detach(), 0.0)  # type: ignore[attr-defined]
     try:
         client.sendall(b"GET /big HTTP/1.1\r\n\r\n")
-        [(fd, data, unsent)] = poll(engine)
+        [(fd, data, unsent, _)] = poll(engine)
         record = big.lookup(b"/big", NOW)
         assert record is not None
         full = _reactor_py.render(record, DATE, NOW, 0)
@@ -407,7 +532,7 @@ def test_engine_closes_on_peer_close_expires_idle_and_evicts_the_longest_idle(
         a.close()
         assert poll(engine) == []
         assert engine.connections == 2  # type: ignore[attr-defined]
-        assert engine.take_counts()[3] == 1  # type: ignore[attr-defined]  # one peer close
+        assert engine.take_counts()[4] == 1  # type: ignore[attr-defined]  # one peer close
         assert engine.evict() is True  # type: ignore[attr-defined]  # b, idle since 5
         assert b.recv(1) == b""
         assert engine.expire(10.0) == 1  # type: ignore[attr-defined]  # c, idle since 9
@@ -415,7 +540,7 @@ def test_engine_closes_on_peer_close_expires_idle_and_evicts_the_longest_idle(
         assert engine.connections == 0  # type: ignore[attr-defined]
         assert engine.evict() is False  # type: ignore[attr-defined]
         # idle closes and evictions are the caller's to count, not peer closes
-        assert engine.take_counts()[3] == 0  # type: ignore[attr-defined]
+        assert engine.take_counts()[4] == 0  # type: ignore[attr-defined]
     finally:
         for s in (b, c):
             s.close()
