@@ -42,8 +42,20 @@ cdef extern from "sys/epoll.h" nogil:
 cdef extern from "sys/socket.h" nogil:
     ssize_t recv(int fd, void* buf, size_t n, int flags)
     ssize_t send(int fd, const void* buf, size_t n, int flags)
+    int accept4(int fd, void* addr, void* addrlen, int flags)
+    int setsockopt(int fd, int level, int name, const void* value, unsigned int length)
     int MSG_NOSIGNAL
     int MSG_DONTWAIT
+    int SOCK_NONBLOCK
+    int SOCK_CLOEXEC
+
+
+cdef extern from "netinet/in.h" nogil:
+    int IPPROTO_TCP
+
+
+cdef extern from "netinet/tcp.h" nogil:
+    int TCP_NODELAY
 
 
 cdef extern from "unistd.h" nogil:
@@ -661,6 +673,27 @@ cdef class Engine:
         self.owned[fd] = 1
         self.last[fd] = now
         self.count += 1
+
+    def accept(self, listener, int limit, double now):
+        """Accept up to `limit` queued connections from `listener` straight into the
+        epoll set (the twin's accept): (how many, 0 or the errno that stopped it;
+        EAGAIN when the queue is empty)."""
+        cdef int listen_fd = listener.fileno()
+        cdef int fd, n = 0, one = 1
+        while n < limit:
+            fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)
+            if fd < 0:
+                return n, errno
+            # RFC 9293 section 3.7.4: Nagle would hold back an answer written in pieces;
+            # a Unix socket refuses the option, which is harmless.
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
+            try:
+                self.add(fd, now)
+            except BaseException:
+                close(fd)
+                raise
+            n += 1
+        return n, 0
 
     def take_counts(self):
         """GET hits per status, POSTs answered, connections closed and POST answers that

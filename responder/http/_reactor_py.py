@@ -19,8 +19,11 @@ Expires nextUpdate, the ETag the hex SHA-256 of the DER, max-age runs to the ref
 time (at most the configured cap).
 """
 
+import contextlib
+import errno
 import os
 import select
+import socket
 from collections.abc import Callable
 
 from ..answers.arena import Arena, Record
@@ -299,6 +302,25 @@ class Engine:
         """Take a non-blocking connection between requests."""
         self._epoll.register(fd, select.EPOLLIN)
         self._last[fd] = now
+
+    def accept(self, listener: socket.socket, limit: int, now: float) -> tuple[int, int]:
+        """Accept up to `limit` queued connections from `listener` straight into the
+        epoll set: (how many, 0 or the errno that stopped it; EAGAIN when the queue is
+        empty)."""
+        n = 0
+        while n < limit:
+            try:
+                conn, _ = listener.accept()
+            except OSError as exc:
+                return n, exc.errno or errno.EIO
+            conn.setblocking(False)
+            # Nagle would hold back an answer written in pieces; a Unix socket refuses
+            # the option, which is harmless.
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.add(conn.detach(), now)
+            n += 1
+        return n, 0
 
     def take_counts(self) -> tuple[int, int, int, int, int, int]:
         """GET hits per status, POSTs answered, connections closed and POST answers

@@ -101,6 +101,14 @@ class Reactor:
         self.engine.add(fd, trio.current_time())
         metrics.HTTP_CONNECTIONS.inc()
 
+    def accept(self, listener: object, limit: int) -> tuple[int, int]:
+        """Accept up to `limit` queued connections from `listener` (a non-blocking stdlib
+        socket) into the reactor: (how many, 0 or the errno that stopped it)."""
+        accepted, error = self.engine.accept(listener, limit, trio.current_time())
+        if accepted:
+            metrics.HTTP_CONNECTIONS.inc(accepted)
+        return int(accepted), int(error)
+
     def evict(self) -> bool:
         """Close the connection idle the longest; False if the reactor holds none."""
         if not self.engine.evict():

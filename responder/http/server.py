@@ -152,8 +152,24 @@ class HttpServer:
         connects cannot starve the connections already open) keeps that wait to one
         pass."""
         raw = sock._sock  # type: ignore[attr-defined]  # the stdlib socket, non-blocking
+        reactor = self.reactor
         while True:
             await trio.lowlevel.wait_readable(sock)
+            if reactor is not None:
+                # Below the cap, the reactor accepts in C straight into its epoll set
+                # (no Python socket object per connection); at the cap, the loop below
+                # makes room one connection at a time.
+                room = self.limits.max_connections - (self.connections - self._shedding)
+                if room > 0:
+                    _, error = reactor.accept(raw, min(room, ACCEPT_BATCH))
+                    if error in _ACCEPT_CAPACITY:
+                        metrics.HTTP_LIMITS.labels("accept_capacity").inc()
+                        log.error("accept: %s; retrying in 0.1 s", os.strerror(error))
+                        await trio.sleep(0.1)
+                    elif error not in (0, errno.EAGAIN, *_ACCEPT_RETRY):
+                        raise OSError(error, os.strerror(error))
+                    await trio.lowlevel.checkpoint()
+                    continue
             for _ in range(ACCEPT_BATCH):
                 try:
                     conn, _ = raw.accept()

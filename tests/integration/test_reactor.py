@@ -675,3 +675,27 @@ def test_at_the_cap_the_reactors_longest_idle_connection_makes_room(
         assert server.connections == REACTOR_LIMITS.max_connections
 
     with_server(tmp_path, twin, body)
+
+
+@pytest.mark.parametrize("twin", TWINS, ids=twin_id)
+def test_engine_accepts_queued_connections_up_to_its_limit(arena: Arena, twin: ModuleType) -> None:
+    engine = engine_of(twin, arena)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    clients = [socket.create_connection(listener.getsockname()) for _ in range(3)]
+    try:
+        import errno
+        import time
+
+        time.sleep(0.05)  # the handshakes complete in the kernel
+        assert engine.accept(listener, 2, 1.0) == (2, 0)  # type: ignore[attr-defined]
+        assert engine.accept(listener, 5, 1.0) == (1, errno.EAGAIN)  # type: ignore[attr-defined]
+        assert engine.connections == 3  # type: ignore[attr-defined]
+        clients[0].sendall(b"GET /a HTTP/1.1\r\n\r\n")
+        assert poll(engine) == []
+        assert clients[0].recv(65536).endswith(DER)
+    finally:
+        for client in clients:
+            client.close()
+        listener.close()
+        engine.close()  # type: ignore[attr-defined]
