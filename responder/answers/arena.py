@@ -124,6 +124,16 @@ class Layout:
         return self.ring_offset + self.ring_size
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
 def _pow2(n: int) -> int:
     p = 1024
     while p < n:
@@ -165,6 +175,8 @@ class Arena:
         answers no change feed has been watching since)."""
         layout = Layout.for_size(ring_bytes)
         path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in cls.sweep_stale(path.parent):
+            log.warning("removed %s, left by a revocd that did not stop cleanly", stale)
         tmp = path.with_name(path.name + f".{os.getpid()}.new")
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -201,6 +213,32 @@ class Arena:
         arena = cls(path, fd, mm, layout)
         arena.beat()
         return arena
+
+    @staticmethod
+    def sweep_stale(directory: Path, now: float | None = None) -> list[Path]:
+        """Remove the arenas in `directory` left by a revocd that died without removing
+        its own (SIGKILL, a crash): tmpfs memory no one frees otherwise. An arena is
+        left over when its owner has not beaten for a minute and its owner process is
+        gone; a worker that still maps one keeps its mapping (and serves nothing from
+        it, its owner being silent). Returns what was removed."""
+        now = time.time() if now is None else now
+        removed = []
+        for path in directory.glob("revocd-*.arena"):
+            try:
+                with path.open("rb") as f:
+                    header = f.read(OWNER_AT + 8)
+            except OSError:
+                continue
+            if len(header) < OWNER_AT + 8 or header[:8] != MAGIC:
+                continue
+            beat = _F64.unpack_from(header, BEAT_AT)[0]
+            pid = _U64.unpack_from(header, OWNER_AT)[0]
+            if now - beat < 6 * OWNER_STALE or (pid and _alive(pid)):
+                continue
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed.append(path)
+        return removed
 
     @classmethod
     def attach(cls, path: Path) -> "Arena":

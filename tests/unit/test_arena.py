@@ -219,3 +219,35 @@ def test_store_down_serves_the_arenas_answer_until_next_update(tmp_path: Path) -
     source.inner = Scripted([TryLater("overloaded")])  # not stale_ok: no stand-in
     with pytest.raises(TryLater):
         trio.run(source.answer, question(rt, 7, target=b"/seven"))
+
+
+def test_arenas_left_by_a_dead_revocd_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
+    import struct
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    gone_pid = int(dead.stdout)
+    left = Arena.create(tmp_path / "revocd-left.arena", 1 << 16)
+    struct.pack_into("<d", left.mm, 152, NOW - 3600)  # last beat an hour ago
+    struct.pack_into("<Q", left.mm, 160, gone_pid)  # by a process that is gone
+    left.close()
+    quiet = Arena.create(tmp_path / "revocd-quiet.arena", 1 << 16)
+    struct.pack_into("<d", quiet.mm, 152, NOW - 3600)  # silent, but its owner lives
+    quiet.close()
+    fresh = Arena.create(tmp_path / "revocd-fresh.arena", 1 << 16)
+    fresh.beat(NOW)
+    (tmp_path / "revocd-other.arena").write_bytes(b"not ours")
+    removed = Arena.sweep_stale(tmp_path, now=NOW)
+    assert removed == [tmp_path / "revocd-left.arena"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "revocd-fresh.arena",
+        "revocd-other.arena",
+        "revocd-quiet.arena",
+    ]
+    fresh.close()
