@@ -181,3 +181,45 @@ def test_a_restarted_worker_finds_the_shared_cache_warm(tmp_path, test_pki) -> N
         assert arena is not None
     finally:
         assert s.proc.stop() == 0, s.proc.output
+
+
+def test_a_frozen_owner_means_answers_come_from_the_store_until_it_beats_again(
+    tmp_path, test_pki
+) -> None:
+    """The owner (the main process) invalidates the shared cache; while it is frozen
+    (SIGSTOP), no invalidation could reach the cache, so after OWNER_STALE the workers
+    stop serving from it and every GET is answered from the store instead."""
+    s = start_served(tmp_path / "frozen", test_pki, workers=2)
+    try:
+        issued = {"type": "issued", "issuer": "alpha", "not_after": now_iso(86400 * 30)}
+        assert s.push({**issued, "serial": format(0x7B0, "x")})[0] == 200
+        path = path_of(s, 0x7B0)
+
+        def ask() -> str:
+            conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+            status = cert_status(get(conn, path)[2])
+            conn.close()
+            return status
+
+        for _ in range(4):
+            assert ask() == "good"
+        answered = sample(s, "revocd_reactor_answers_total")
+        from_store = sample(s, "revocd_answer_source_total", source="store")
+        os.kill(s.proc.process.pid, signal.SIGSTOP)
+        try:
+            time.sleep(11)  # past OWNER_STALE
+            for _ in range(6):
+                assert ask() == "good"  # still answered, by the workers' full path
+        finally:
+            os.kill(s.proc.process.pid, signal.SIGCONT)
+        assert sample(s, "revocd_reactor_answers_total") == answered
+        assert sample(s, "revocd_answer_source_total", source="store") >= from_store + 6
+        time.sleep(1.5)  # a heartbeat: served from the cache again
+        before = sample(s, "revocd_reactor_answers_total")
+        assert ask() == "good"
+        deadline = time.monotonic() + 10
+        while sample(s, "revocd_reactor_answers_total") < before + 1:
+            assert time.monotonic() < deadline, "the shared cache did not serve again"
+            time.sleep(0.2)
+    finally:
+        assert s.proc.stop() == 0, s.proc.output
