@@ -689,9 +689,9 @@ cdef class Engine:
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
             try:
                 self.add(fd, now)
-            except BaseException:
-                close(fd)
-                raise
+            except OSError as exc:
+                close(fd)  # the epoll set is full (max_user_watches) or memory is short
+                return n, exc.errno
             n += 1
         return n, 0
 

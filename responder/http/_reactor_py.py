@@ -318,7 +318,12 @@ class Engine:
             # the option, which is harmless.
             with contextlib.suppress(OSError):
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.add(conn.detach(), now)
+            fd = conn.detach()
+            try:
+                self.add(fd, now)
+            except OSError as exc:
+                os.close(fd)  # the epoll set is full (max_user_watches) or memory is short
+                return n, exc.errno or errno.EIO
             n += 1
         return n, 0
 

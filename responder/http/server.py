@@ -64,6 +64,8 @@ _TIMEOUT_LIMIT = {
 ACCEPT_BATCH = 256
 _ACCEPT_CAPACITY = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _ACCEPT_RETRY = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR}
+# The listening socket itself is unusable: nothing to retry.
+_LISTENER_GONE = {errno.EBADF, errno.ENOTSOCK, errno.EINVAL, errno.EOPNOTSUPP}
 # Tracebacks of internal errors logged per minute; the rest are counted only, so a
 # request that triggers a bug cannot be replayed to fill the disk.
 _TRACEBACKS_PER_MINUTE = 10
@@ -162,12 +164,15 @@ class HttpServer:
                 room = self.limits.max_connections - (self.connections - self._shedding)
                 if room > 0:
                     _, error = reactor.accept(raw, min(room, ACCEPT_BATCH))
-                    if error in _ACCEPT_CAPACITY:
+                    if error in _LISTENER_GONE:
+                        raise OSError(error, os.strerror(error))  # a revocd bug
+                    if error not in (0, errno.EAGAIN, *_ACCEPT_RETRY):
+                        # Out of descriptors or memory, or the epoll set full: the
+                        # connections open now are served; new ones wait in the
+                        # kernel's queue until some close.
                         metrics.HTTP_LIMITS.labels("accept_capacity").inc()
                         log.error("accept: %s; retrying in 0.1 s", os.strerror(error))
                         await trio.sleep(0.1)
-                    elif error not in (0, errno.EAGAIN, *_ACCEPT_RETRY):
-                        raise OSError(error, os.strerror(error))
                     await trio.lowlevel.checkpoint()
                     continue
             for _ in range(ACCEPT_BATCH):
@@ -201,7 +206,14 @@ class HttpServer:
     ) -> None:
         """A connection the reactor hands over, with what it read and did not answer
         (or what it could not send, and whether the connection ends after that)."""
-        sock = trio.socket.from_stdlib_socket(socket.socket(fileno=fd))
+        try:
+            sock = trio.socket.from_stdlib_socket(socket.socket(fileno=fd))
+        except OSError:
+            # Not a socket any more (a revocd bug): nothing to answer. Never let one
+            # connection stop the reactor's task.
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            return
         nursery.start_soon(self._run, trio.SocketStream(sock), data, unsent, close)
 
     async def _run(

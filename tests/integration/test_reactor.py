@@ -699,3 +699,20 @@ def test_engine_accepts_queued_connections_up_to_its_limit(arena: Arena, twin: M
             client.close()
         listener.close()
         engine.close()  # type: ignore[attr-defined]
+
+
+def test_a_handed_over_descriptor_that_is_no_socket_stops_nothing() -> None:
+    """The reactor task must survive whatever one connection does; a descriptor that
+    cannot be made a socket is closed and forgotten."""
+    read_end, write_end = os.pipe()
+
+    async def main() -> None:
+        server = HttpServer(Plane.__call__, REACTOR_LIMITS)  # type: ignore[arg-type]
+        async with trio.open_nursery() as nursery:
+            server._adopt(nursery, read_end, b"GET / HTTP/1.1\r\n\r\n", b"", False)
+            await trio.sleep(0)
+        with pytest.raises(OSError):
+            os.fstat(read_end)  # closed
+
+    trio.run(main)
+    os.close(write_end)
