@@ -55,7 +55,7 @@ class LiveSigner:
         self.cache = cache
         self.nursery = nursery
         self.clock = clock
-        self._in_flight: dict[tuple[str, int, bytes], tuple[trio.Event, list[Answer]]] = {}
+        self._in_flight: dict[tuple[str, int, bytes, int], tuple[trio.Event, list[Answer]]] = {}
         self._write_back = trio.Semaphore(write_back)
         # Admission (server.limits.live_sign_*): at most max_pending answers on their way
         # to the signer, each answered within `deadline` or given tryLater. Without it a
@@ -134,8 +134,13 @@ class LiveSigner:
         if not question.simple:
             return await self._sign(question, issuer, records)
         # Identical simple questions asked at once (a CDN's edges missing together)
-        # share the first one's signature.
-        key = (issuer.name, question.single.serial, question.single.der)
+        # share the first one's signature, but only when they read the same record: a
+        # question that read the record after a revocation must not be handed the
+        # answer signed from the record before it (the caches would keep that answer
+        # as if it were read after the change).
+        serial = question.single.serial
+        seen = records.get(serial)
+        key = (issuer.name, serial, question.single.der, seen.version if seen else -1)
         flight = self._in_flight.get(key)
         if flight is not None:
             metrics.LIVE_COALESCED.inc()

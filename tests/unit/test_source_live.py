@@ -189,3 +189,46 @@ def test_a_sha256_cert_id_answer_is_not_written_back() -> None:
         return store
 
     assert ("u", 1) not in trio.run(main).answers
+
+
+def test_a_question_that_read_a_newer_record_does_not_share_an_older_signature() -> None:
+    """While the first signature is awaited (an HSM), the serial is revoked and a second
+    identical question reads the new record: it gets its own, revoked, answer, never
+    the good one signed from the record before (a cache would keep that as current)."""
+    from responder.domain.records import CertRecord, Status
+
+    clock = Clock()
+    rt, signer = runtime()
+    signer.delay = 0.005
+    now = int(clock.now)
+    good = CertRecord(1, Status.GOOD, now + 86400, version=1, updated_at=now, crl_shard=0)
+    revoked = CertRecord(
+        1,
+        Status.REVOKED,
+        now + 86400,
+        version=2,
+        updated_at=now,
+        crl_shard=0,
+        revoked_at=now - 60,
+        reason=RevocationReason.KEY_COMPROMISE,
+    )
+    got: dict[str, str] = {}
+
+    async def main() -> None:
+        store = await setup(clock, rt)
+
+        async def both(live: LiveSigner) -> None:
+            async def ask(name: str, record: CertRecord) -> None:
+                answer = await live.answer(question(rt, 1).with_record(record))
+                got[name] = answer.cert_status
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ask, "before", good)
+                await trio.sleep(0)  # the first is now awaiting its signature
+                nursery.start_soon(ask, "after", revoked)
+
+        await with_signer(clock, store, rt, both)
+
+    trio.run(main)
+    assert got == {"before": "good", "after": "revoked"}
+    assert len(signer.signed) == 2
