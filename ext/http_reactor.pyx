@@ -94,7 +94,6 @@ cdef extern from *:
     unsigned short revocd_u16(const unsigned char* p) nogil
 
 
-STATUS_NAMES = ("good", "revoked", "unknown")
 KEEP, KEEP_10, CLOSE = 0, 1, 2
 READ_SIZE = 65536
 MAX_EVENTS = 256

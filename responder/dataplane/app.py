@@ -25,7 +25,7 @@ from ..answers.answer import Answer, AnswerError, AnswerSource, Question, TryLat
 from ..answers.arena import STATUS_NAMES
 from ..answers.cache import AnswerCache
 from ..answers.inline import InlineAnswers
-from ..http._reactor_py import render
+from ..http._reactor_py import CLOSE, KEEP_10, render
 from ..http.protocol import (
     Limits,
     Request,
@@ -38,6 +38,7 @@ from ..http.protocol import (
 from ..http.reactor import ArenaReader, Reactor
 from ..http.server import HttpServer
 from ..observability import metrics
+from ..observability.logs import LogBudget
 from ..ocsp import (
     MalformedRequest,
     OCSPRequest,
@@ -103,7 +104,7 @@ _counters: dict[tuple[str, str], object] = {}
 # What _ocsp_response needs to know of a POST the reactor answers: not HEAD, no
 # conditional headers (POSTs get no 304).
 _POST = Request(b"POST", b"/", {}, b"", True, False)
-_KEEP_10, _CLOSE = 1, 2  # the reactor's connection modes (http/_reactor_py.py)
+_INLINE_TRACEBACKS = LogBudget(10)
 
 
 def _count(method: str, result: str, n: int = 1) -> None:
@@ -173,11 +174,19 @@ class DataPlane:
             request = decode_request(body)
         except MalformedRequest:
             return None
-        answer = inline.answer(Question(request))
-        if answer is None:
+        try:
+            answer = inline.answer(Question(request))
+            if answer is None:
+                return None
+            response = self._ocsp_response(_POST, answer, int(self.clock()))
+        except Exception:
+            # A bug on the inline path only: the full path answers the request, which
+            # may never meet it, so it is counted and logged here.
+            metrics.HTTP_INTERNAL_ERRORS.inc()
+            if _INLINE_TRACEBACKS.allow():
+                log.exception("inline POST answer failed (a revocd bug); the full path answers")
             return None
-        response = self._ocsp_response(_POST, answer, int(self.clock()))
-        raw = serialize(response, mode != _CLOSE, mode == _KEEP_10)
+        raw = serialize(response, mode != CLOSE, mode == KEEP_10)
         _count("POST", answer.cert_status)
         _LATENCY.observe(time.perf_counter() - started)
         return raw

@@ -47,7 +47,6 @@ Post = Callable[[bytes, int], bytes | None]
 # shed them; connections left over stay ready and are read at the next wake-up.
 POST_BUDGET = 24
 
-STATUS_NAMES = ("good", "revoked", "unknown")
 READ_SIZE = 65536
 MAX_EVENTS = 256
 

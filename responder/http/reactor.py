@@ -89,7 +89,6 @@ class Reactor:
         self.on_hits = on_hits
         self.idle_timeout = limits.idle_timeout
         self.clock = clock
-        self.post_errors = 0  # POST answers that raised (the full path answered them)
         self.posts = post is not None  # whether it answers POSTs at all
 
     @property
@@ -138,12 +137,14 @@ class Reactor:
             metrics.HTTP_CONNECTIONS.dec(closing)
 
     def _account(self) -> None:
-        good, revoked, unknown, posts, closed, post_errors = self.engine.take_counts()
+        # A POST answer that raised was counted and logged by the data plane
+        # (post_inline) and answered by the full path; the engine's count is its
+        # backstop for a callback that does not catch.
+        good, revoked, unknown, posts, closed, _ = self.engine.take_counts()
         if good or revoked or unknown:
             self.on_hits(good, revoked, unknown)
         if good or revoked or unknown or posts:
             _ANSWERS.inc(good + revoked + unknown + posts)
-        self.post_errors += post_errors
         if closed:
             metrics.HTTP_CONNECTIONS.dec(closed)
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..observability import metrics
+from ..observability.logs import LogBudget
 from .protocol import (
     CONTINUE,
     Connection,
@@ -118,7 +119,7 @@ class HttpServer:
         self.limits = limits or Limits()
         self._conns: set[_Conn] = set()
         self._shedding = 0
-        self._tracebacks = (-1, 0)  # (minute, tracebacks logged in it)
+        self._tracebacks = LogBudget(_TRACEBACKS_PER_MINUTE, trio.current_time)
         limits = self.limits
         self._timeouts = {
             Phase.IDLE: limits.idle_timeout,
@@ -320,13 +321,8 @@ class HttpServer:
         return back
 
     def _log_internal_error(self) -> None:
-        minute = int(trio.current_time() // 60)
-        seen, count = self._tracebacks
-        if seen != minute:
-            seen, count = minute, 0
-        if count < _TRACEBACKS_PER_MINUTE:
+        if self._tracebacks.allow():
             log.exception("data plane connection failed (a revocd bug); answered 500, closed")
-        self._tracebacks = (seen, count + 1)
 
     async def _closed_by_limit(self, conn: _Conn, stream: trio.abc.Stream) -> None:
         why = conn.why or "idle"

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 FORMAT_ENV = "REVOCD_LOG_FORMAT"
@@ -62,3 +63,21 @@ def setup_logging(level: str | int = "INFO", fmt: str | None = None) -> None:
     root.setLevel(level)
     # coredis reports routine script-cache reloads at INFO; revocd logs store trouble itself.
     logging.getLogger("coredis").setLevel(max(logging.WARNING, root.level))
+
+
+class LogBudget:
+    """At most `per_minute` lines of one kind a minute; the rest are counted elsewhere
+    only, so a request that triggers a bug cannot be replayed to fill the disk."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self._minute = -1
+        self._used = 0
+
+    def allow(self) -> bool:
+        minute = int(self.clock() // 60)
+        if minute != self._minute:
+            self._minute, self._used = minute, 0
+        self._used += 1
+        return self._used <= self.per_minute

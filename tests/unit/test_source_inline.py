@@ -139,3 +139,23 @@ def test_post_inline_sends_what_the_full_path_sends() -> None:
     # a malformed body is the full path's to answer and count
     assert plane.post_inline(b"\x30\x00") is None
     assert decode_request(body).nonce == b"m" * 16
+
+
+def test_a_bug_on_the_inline_path_is_counted_logged_and_left_to_the_full_path(
+    caplog,  # type: ignore[no-untyped-def]
+) -> None:
+    from responder.observability import metrics
+
+    rt, clock = inline_runtime(), Clock()
+    inline, cache, _ = answering(rt, clock)
+
+    def broken(question: Question) -> None:
+        raise RuntimeError("a bug in the inline path")
+
+    inline.answer = broken  # type: ignore[method-assign, assignment]
+    plane = DataPlane(None, cache=cache, inline=inline, clock=clock)  # type: ignore[arg-type]
+    body = rb.request(cert_ids=[cert_id(rt, 7).der], extensions=[rb.nonce_ext(b"m" * 16)])
+    before = metrics.HTTP_INTERNAL_ERRORS._value.get()
+    assert plane.post_inline(body) is None
+    assert metrics.HTTP_INTERNAL_ERRORS._value.get() == before + 1
+    assert "inline POST answer failed" in caplog.text and "a bug in the inline path" in caplog.text
