@@ -12,9 +12,10 @@ STAMP  := $(VENV)/.revocd-installed
 # Debian packages the tests drive for real: openssl (OCSP client, CRL verifier),
 # softhsm2 (PKCS#11 token), nginx (stapling server, benchmark anchor), curl, wrk and
 # ab (apache2-utils) for the benchmarks, prometheus for promtool (checks and unit-tests
-# deploy/prometheus/alerts.yml), systemd for systemd-analyze (verifies deploy/systemd).
-DEB_PACKAGES := openssl softhsm2 nginx curl wrk apache2-utils prometheus systemd
-DEB_BINARIES := openssl softhsm2-util nginx curl wrk ab promtool systemd-analyze
+# deploy/prometheus/alerts.yml), systemd for systemd-analyze (verifies deploy/systemd),
+# varnish with varnish-modules (vmod-xkey) as the purged CDN edge (deploy/varnish).
+DEB_PACKAGES := openssl softhsm2 nginx curl wrk apache2-utils prometheus systemd varnish varnish-modules
+DEB_BINARIES := openssl softhsm2-util nginx curl wrk ab promtool systemd-analyze varnishd
 
 .PHONY: all venv ext sysdeps test lint typecheck unit suite run bench clean
 
@@ -34,6 +35,7 @@ ext: venv
 
 sysdeps:
 	@missing=""; for b in $(DEB_BINARIES); do command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; done; \
+	ls /usr/lib/*/varnish/vmods/libvmod_xkey.so >/dev/null 2>&1 || missing="$$missing vmod-xkey"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages ($(DEB_PACKAGES)); missing:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \

@@ -105,6 +105,12 @@ class Shard:
             self.serials.insert(i, record.serial)
             self.entries.insert(i, entry)
 
+    def __contains__(self, serial: object) -> bool:
+        if not isinstance(serial, int):
+            return False
+        i = bisect.bisect_left(self.serials, serial)
+        return i < len(self.serials) and self.serials[i] == serial
+
     def remove(self, serial: int) -> bool:
         i = bisect.bisect_left(self.serials, serial)
         if i < len(self.serials) and self.serials[i] == serial:

@@ -23,7 +23,7 @@ import heapq
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -72,6 +72,20 @@ def file_name(url: str) -> str:
 
 
 @dataclass
+class Publication:
+    """One CRL published (for the ledger, the report and the CDN purge)."""
+
+    issuer: str
+    shard: int
+    file: str
+    number: int
+    this_update: int
+    published_ms: int
+    listed: set[int]  # revoked serials on it for the first time
+    origins: list[str]
+
+
+@dataclass
 class IssuerCrls:
     """Every CRL of one issuer."""
 
@@ -98,6 +112,12 @@ class IssuerCrls:
     store: Store | None = None
     # Wall-clock time of thisUpdate and the CRL number; injected so tests can fix it.
     clock: Callable[[], float] = time.time
+    # After each publication: its record for the propagation ledger and the report, and
+    # the CDN purge of the shard (responder/propagation/crl.py). None: neither.
+    on_published: "Callable[[Publication], Awaitable[None]] | None" = None
+    # Per shard: revoked serials added since its last publication (the ledger's "first
+    # listed on CRL" step is theirs at the next one)
+    fresh: dict[int, set[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         assert self.config.crl is not None
@@ -145,6 +165,13 @@ class IssuerCrls:
             self.expiry[n] = heap
         self.dirty = set(range(self.count))
         self.numbers.clear()
+        # Revocations of the last two days may not have been on a CRL yet (this
+        # generator was away): their ledgers take the next publication if they lack one.
+        recent = int(self.clock()) - 2 * 86400
+        self.fresh = {
+            n: {r.serial for r in records if r.updated_at >= recent}
+            for n, records in by_shard.items()
+        }
         # Entries on the published CRLs that the store no longer lists as revoked (a hold
         # lifted while this generator was away) may leave; anything else must stay.
         listed = set(self.not_after)
@@ -176,6 +203,7 @@ class IssuerCrls:
             self.not_after[serial] = record.not_after
             self.dropped.discard(serial)
             self.dirty.add(n)
+            self.fresh.setdefault(n, set()).add(serial)
         else:
             n = self.shard_of(record) if record is not None else serial % self.count
             if self.shards[n].remove(serial):
@@ -270,6 +298,24 @@ class IssuerCrls:
                 return False
         self.published_at[shard] = now
         self.numbers[shard] = number
+        if self.on_published is not None:
+            fresh = self.fresh.pop(shard, set())
+            listed = {s for s in fresh if s in self.shards[shard]}
+            publication = Publication(
+                self.name,
+                shard,
+                name,
+                number,
+                now,
+                int(self.clock() * 1000),
+                listed,
+                [o.label for o in self.origins],
+            )
+            try:
+                await self.on_published(publication)
+            except Exception as exc:  # the CRL is out; its ledger notes are not essential
+                self.fresh.setdefault(shard, set()).update(fresh)
+                log.warning("CRL %s of %s: publication not recorded: %s", name, self.name, exc)
         metrics.CRL_LAST_PUBLISHED.labels(self.name, str(shard)).set(now)
         metrics.CRL_NEXT_UPDATE.labels(self.name, str(shard)).set(
             now + self.crl.validity_hours * 3600 - 1

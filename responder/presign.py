@@ -20,7 +20,7 @@ meanwhile is discarded rather than stored.
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import trio
@@ -75,7 +75,11 @@ class Presigner:
         audit: AuditTrail | None = None,
         leases: Leases | None = None,
         clock: Callable[[], float] = time.time,
+        on_signed: "Callable[[str, list[CertRecord]], Awaitable[None]] | None" = None,
     ) -> None:
+        # Told which revoked records' answers were just stored (the propagation
+        # ledger's "signed" step, propagation/ledger.py)
+        self.on_signed = on_signed
         # Wall-clock time (thisUpdate, nextUpdate, due times), injected so that unit
         # tests can fix it; durations use the monotonic clock.
         self.clock = clock
@@ -289,6 +293,15 @@ class Presigner:
             items.append((record, PreSigned(this_update, next_update, der), due))
         stored = await self.store.put_answers(issuer.name, items)
         metrics.PRESIGNED.labels(issuer.name, why).inc(stored)
+        if self.on_signed is not None:
+            # Revocations of the last day (the ledger records a first signature once;
+            # older ones have theirs, and a sweep re-signs them all)
+            recent = now - 86400
+            revoked = [
+                r for r, _, _ in items if r.status is Status.REVOKED and r.updated_at >= recent
+            ]
+            if revoked:
+                await self.on_signed(issuer.name, revoked)
         return stored
 
     async def _follow_changes(self, feed: "trio.MemoryReceiveChannel[FeedItem]") -> None:

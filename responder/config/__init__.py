@@ -6,6 +6,7 @@ from ..domain.answering import NoncePolicy, UnknownAnswer
 from .load import ConfigError, load_config, parse_config, resolve_config
 from .model import (
     AuditConfig,
+    CdnConfig,
     Config,
     ControlConfig,
     CrlConfig,
@@ -21,6 +22,7 @@ from .model import (
 
 __all__ = [
     "AuditConfig",
+    "CdnConfig",
     "Config",
     "ConfigError",
     "ControlConfig",

@@ -15,6 +15,7 @@ from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from cryptography import x509
 
@@ -132,6 +133,14 @@ def parse_config(raw: dict[str, Any], base: Path, source: Path | None = None) ->
     audit_raw = dict(_take(raw, "audit", "", dict, {}))
     audit_file = _new_path(audit_raw, "file", "audit.", base)
     audit = _section(audit_raw, model.AuditConfig, "audit.", file=audit_file)
+    cdn = _cdn_config(dict(_take(raw, "cdn", "", dict, {})), base)
+    propagation = _section(
+        dict(_take(raw, "propagation", "", dict, {})), model.PropagationConfig, "propagation."
+    )
+    probe = _section(dict(_take(raw, "probe", "", dict, {})), model.ProbeConfig, "probe.")
+    for key, url in (("ocsp_url", probe.ocsp_url), ("crl_list_url", probe.crl_list_url)):
+        if url and not url.startswith(("http://", "https://")):
+            raise ConfigError(f"probe.{key}: must be an http(s) URL")
     _no_leftovers(raw, "")
     if server.port != 0 and server.port == control.port and server.host == control.host:
         raise ConfigError("control.port: the control plane never shares the data plane's port")
@@ -146,7 +155,66 @@ def parse_config(raw: dict[str, Any], base: Path, source: Path | None = None) ->
         tokens=tokens,
         presign=presign,
         audit=audit,
+        cdn=cdn,
+        propagation=propagation,
+        probe=probe,
     )
+
+
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_METHOD = re.compile(r"^[A-Z]{1,32}$")
+
+
+def _cdn_config(table: dict[str, Any], base: Path) -> model.CdnConfig:
+    w = "cdn."
+    found = _take(table, "purge", w, list, [])
+    targets: list[model.PurgeTargetConfig] = []
+    for i, item in enumerate(found):
+        where = f"cdn.purge[{i}]."
+        if not isinstance(item, dict):
+            raise ConfigError(f"cdn.purge[{i}]: expected a table ([[cdn.purge]])")
+        raw = dict(item)
+        name = _take(raw, "name", where, str, None)
+        if name is None or not ISSUER_NAME.match(name):
+            raise ConfigError(f"{where}name: required, 1-63 characters of a-z, 0-9, '-' and '_'")
+        if any(t.name == name for t in targets):
+            raise ConfigError(f"{where}name: {name!r} is used twice")
+        credentials = _path(raw, "credentials_file", where, base)
+        target = _section(
+            raw, model.PurgeTargetConfig, where, name=name, credentials_file=credentials
+        )
+        _check_target(target, where)
+        targets.append(target)
+    return _section(table, model.CdnConfig, w, targets=tuple(targets))
+
+
+def _check_target(t: model.PurgeTargetConfig, where: str) -> None:
+    """What each kind needs, named by key, so a purge never fails for want of it later."""
+    kind = model.PurgeKind
+    if t.url and not t.url.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}url: must be an http(s) URL")
+    if t.kind is kind.HTTP:
+        if not t.url:
+            raise ConfigError(f"{where}url: required for kind = http (the purge endpoint)")
+        if not _METHOD.match(t.method):
+            raise ConfigError(f"{where}method: an HTTP method in capitals, got {t.method!r}")
+        if t.purge_header and not _HEADER_NAME.match(t.purge_header):
+            raise ConfigError(f"{where}purge_header: not an HTTP header name")
+    elif t.kind is kind.FASTLY:
+        if not t.service_id:
+            raise ConfigError(f"{where}service_id: required for kind = fastly")
+        if not t.token_env:
+            raise ConfigError(f"{where}token_env: required for kind = fastly (its API token)")
+    elif t.kind is kind.CLOUDFLARE:
+        if not t.zone_id:
+            raise ConfigError(f"{where}zone_id: required for kind = cloudflare")
+        if not t.token_env:
+            raise ConfigError(f"{where}token_env: required for kind = cloudflare (its API token)")
+    elif t.kind is kind.AKAMAI:
+        if t.credentials_file is None:
+            raise ConfigError(f"{where}credentials_file: required for kind = akamai (.edgerc)")
+        if t.network not in ("production", "staging"):
+            raise ConfigError(f"{where}network: production or staging, got {t.network!r}")
 
 
 def _issuer(name: str, table: Any, base: Path) -> model.IssuerConfig:
@@ -216,7 +284,29 @@ def _signing_config(
         unknown=_one(table, model.IssuerConfig, "unknown", where),
         hsm=hsm,
         crl=_crl_config(table, where, base, issuer.crl_shards),
+        **_aia_config(table, where, base),
     )
+
+
+def _aia_config(table: dict[str, Any], where: str, base: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in ("aia_url", "aia_p7c_url"):
+        url = _one(table, model.IssuerConfig, key, where)
+        if url and not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{where}{key}: must be an http(s) URL")
+        if url and not urlsplit(url).path.strip("/"):
+            raise ConfigError(f"{where}{key}: needs a path (the file revocd serves)")
+        out[key] = url
+    extra = _take(table, "aia_extra_certificates", where, list, [])
+    if extra and not out["aia_p7c_url"]:
+        raise ConfigError(f"{where}aia_extra_certificates: only go into aia_p7c_url's bundle")
+    paths = []
+    for item in extra:
+        if not isinstance(item, str):
+            raise ConfigError(f"{where}aia_extra_certificates: expected file names")
+        paths.append(base / item)
+    out["aia_extra_certificates"] = tuple(paths)
+    return out
 
 
 def _crl_config(
@@ -363,6 +453,8 @@ def resolve_config(config: model.Config) -> model.Config:
             "key_passphrase_file": issuer.key_passphrase_file,
         }
         _exist(files, where)
+        for extra in issuer.aia_extra_certificates:
+            _exist({"aia_extra_certificates": extra}, where)
         _hsm_exists(issuer.hsm, f"{where}hsm.")
         if issuer.crl is not None:
             crl_files = {

@@ -106,6 +106,12 @@ class IssuerConfig:
     unknown: UnknownAnswer = setting(UnknownAnswer.UNKNOWN)
     hsm: HsmConfig | None = None
     crl: CrlConfig | None = None
+    # AIA (RFC 5280 4.2.2.1): the caIssuers URL(s) the issuer's certificates name.
+    # revocd serves the issuer's certificate (DER) at aia_url's path, and a degenerate
+    # PKCS#7 of it and aia_extra_certificates at aia_p7c_url's path ("": not served).
+    aia_url: str = setting("")
+    aia_p7c_url: str = setting("")
+    aia_extra_certificates: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,100 @@ class AuditConfig:
     answer_expiry_warning_hours: int = setting(4, 1, 24 * 30)
 
 
+class TagHeader(StrEnum):
+    """The response header a CDN reads cache tags from (each spells the list its way)."""
+
+    NONE = "none"
+    XKEY = "xkey"  # Varnish with vmod-xkey: space-separated
+    SURROGATE_KEY = "Surrogate-Key"  # Fastly: space-separated
+    CACHE_TAG = "Cache-Tag"  # Cloudflare: comma-separated
+    EDGE_CACHE_TAG = "Edge-Cache-Tag"  # Akamai: comma-separated
+
+
+class PurgeKind(StrEnum):
+    HTTP = "http"  # PURGE/BAN with the tags in a header: Varnish (xkey), nginx, others
+    FASTLY = "fastly"  # surrogate-key purge API
+    CLOUDFLARE = "cloudflare"  # purge_cache by tag
+    AKAMAI = "akamai"  # Fast Purge v3 by cache tag, EdgeGrid-signed
+
+
+@dataclass(frozen=True)
+class PurgeTargetConfig:
+    """[[cdn.purge]]: one CDN (or edge tier) that is told what changed."""
+
+    name: str
+    kind: PurgeKind = setting(PurgeKind.HTTP)
+    # http: the purge endpoint; the others: the API base ("" : the provider's public API,
+    # or for akamai the host of the credentials file)
+    url: str = setting("")
+    method: str = setting("PURGE")  # http only: PURGE, BAN, or what the edge takes
+    purge_header: str = setting("xkey-purge")  # http only: the header carrying the tags
+    service_id: str = setting("")  # fastly
+    zone_id: str = setting("")  # cloudflare
+    network: str = setting("production")  # akamai: production or staging
+    token_env: str = setting("")  # fastly API token / cloudflare API token
+    credentials_file: Path | None = None  # akamai: an .edgerc with a [default] section
+    soft: bool = setting(False)  # mark stale instead of removing (fastly, http BAN-less)
+    # 0: the provider's documented limit (providers.py: LIMITS)
+    max_tags_per_request: int = setting(0, 0, 10_000)
+    requests_per_minute: int = setting(0, 0, 1_000_000)
+    tags_per_minute: int = setting(0, 0, 10_000_000)
+    timeout_seconds: float = setting(10.0, 1, 120)
+
+
+@dataclass(frozen=True)
+class CdnConfig:
+    """[cdn]: cache tags on what the data plane serves, and purges when it changes."""
+
+    tag_header: TagHeader = setting(TagHeader.NONE)
+    # CDN-Cache-Control max-age (RFC 9213) for answers, CRLs and AIA: a CDN that purge
+    # keeps right may hold them longer than clients (0: the header is not sent). Never
+    # beyond an answer's nextUpdate.
+    cdn_max_age_seconds: int = setting(0, 0, 30 * 86400)
+    # A change is purged this long after it was acknowledged, so that the origin's own
+    # caches (invalidated by the same change) are right before the CDN asks again.
+    purge_delay_ms: int = setting(250, 0, 60_000)
+    # More changed serials of one issuer than this in one pass: purge the issuer's tag
+    # once instead (a mass revocation would otherwise exhaust providers' rate limits).
+    issuer_purge_threshold: int = setting(1000, 1, 10_000_000)
+    retry_max_seconds: int = setting(300, 1, 86400)
+    targets: tuple[PurgeTargetConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class PropagationConfig:
+    """[propagation]: the ledger of when each revocation became visible where."""
+
+    enabled: bool = setting(True)
+    retention_days: int = setting(400, 1, 36500)
+    # Targets per step, from acknowledgement (alerts and the report compare with them);
+    # the BR deadline for the OCSP answer and the CRL is 24 hours (BR 4.9.10, 4.9.7).
+    signed_target_seconds: int = setting(60, 1, 86400)
+    served_target_seconds: int = setting(120, 1, 86400)
+    purged_target_seconds: int = setting(300, 1, 86400)
+    crl_target_seconds: int = setting(3600, 1, 86400)
+    probed_target_seconds: int = setting(900, 1, 86400)
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """[probe]: `revocd probe`, checking what the public URLs serve."""
+
+    # The public OCSP URL (through the CDN), as in the certificates' AIA; "": the data
+    # plane's own address
+    ocsp_url: str = setting("")
+    # The public URL of each issuer's CCADB JSON list of CRL URLs, with {issuer}; "":
+    # the CRL URL's directory + <issuer>.crls.json
+    crl_list_url: str = setting("")
+    interval_seconds: int = setting(60, 1, 86400)
+    sample: int = setting(20, 0, 100_000)  # random serials per issuer per round
+    # Revocations acknowledged within this long are probed until seen revoked.
+    recent_seconds: int = setting(86400, 60, 30 * 86400)
+    timeout_seconds: float = setting(10.0, 1, 120)
+    # An answer or CRL is stale when its thisUpdate is older than this.
+    max_age_hours: int = setting(96, 1, 240)
+
+
 @dataclass(frozen=True)
 class TokenConfig:
     name: str
@@ -210,6 +310,9 @@ class Config:
     tokens: dict[str, TokenConfig] = field(default_factory=dict)
     presign: PresignConfig = field(default_factory=PresignConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    cdn: CdnConfig = field(default_factory=CdnConfig)
+    propagation: PropagationConfig = field(default_factory=PropagationConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
     # Issuer name -> its certificate: resolved data (resolve_config), not a setting;
     # empty until the configuration is resolved.
     certificates: Mapping[str, x509.Certificate] = field(default_factory=dict, repr=False)

@@ -2,6 +2,9 @@
 
     POST /v1/events                                    push issued/revoked/unrevoked events
     GET  /v1/issuers/{issuer}/certificates/{serial}    the stored status of one certificate
+    GET  /v1/issuers/{issuer}/certificates/{serial}/propagation
+                                                       when its revocation reached each
+                                                       serving point (propagation/ledger.py)
     GET  /metrics                                      Prometheus exposition
     GET  /healthz                                      the process is alive
     GET  /readyz                                       store reachable, signers work
@@ -16,7 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -24,9 +27,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from ..answers.issuers import IssuerRuntime
 from ..audit.trail import AuditTrail, Entry
 from ..config import TokenConfig
+from ..config.model import PropagationConfig
 from ..ingest import BatchTooLarge, EventError, Ingestor, parse_serial
 from ..observability import metrics
 from ..observability.export import exposition
+from ..propagation.ledger import read_timeline
 from ..store import Store, StoreError
 from . import strictjson
 
@@ -41,11 +46,13 @@ RETRY = [(b"retry-after", b"1")]
 ROUTES = (
     ("POST", "/v1/events"),
     ("GET", "/v1/issuers/{issuer}/certificates/{serial}"),
+    ("GET", "/v1/issuers/{issuer}/certificates/{serial}/propagation"),
     ("GET", "/metrics"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
 )
 
+T = TypeVar("T")
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -72,7 +79,9 @@ class ControlApp:
         audit: AuditTrail | None = None,
         data_plane: Callable[[], tuple[int, int]] | None = None,
         clock: Callable[[], float] = time.time,
+        propagation: PropagationConfig | None = None,
     ) -> None:
+        self.propagation = propagation or PropagationConfig()
         self.clock = clock  # wall-clock time for the readiness checks; injectable for tests
         self.audit = audit or AuditTrail.disabled()
         # (workers serving, workers configured) when the data plane runs in worker
@@ -141,6 +150,15 @@ class ControlApp:
             _only(method, "GET")
             token = await self._authenticate(scope)
             return await self._certificate(parts[2], parts[4], token)
+        if (
+            len(parts) == 6
+            and parts[:2] == ["v1", "issuers"]
+            and parts[3] == "certificates"
+            and parts[5] == "propagation"
+        ):
+            _only(method, "GET")
+            token = await self._authenticate(scope)
+            return await self._propagation(parts[2], parts[4], token)
         raise HTTPError(404, "no such endpoint")
 
     async def _authenticate(self, scope: Scope) -> TokenConfig:
@@ -267,26 +285,47 @@ class ControlApp:
             [],
         )
 
-    async def _certificate(
-        self, issuer: str, serial_text: str, token: TokenConfig
-    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+    def _scoped(self, issuer: str, serial_text: str, token: TokenConfig) -> int:
         if issuer not in self.issuers:
             raise HTTPError(404, f"issuer: unknown issuer {issuer!r}")
         if "*" not in token.issuers and issuer not in token.issuers:
             raise HTTPError(403, f"issuer: this token may not read {issuer!r}")
         try:
-            serial = parse_serial(serial_text)
+            return parse_serial(serial_text)
         except EventError as exc:
             raise HTTPError(400, str(exc)) from None
-        found = False
+
+    async def _read(self, read: Callable[[], Awaitable[T]]) -> T:
+        """A store read for a control plane request: a 503 with Retry-After when the
+        store fails or gives no answer within READ_TIMEOUT."""
         with trio.move_on_after(READ_TIMEOUT):
             try:
-                record = await self.store.get_record(issuer, serial)
+                return await read()
             except StoreError as exc:
                 raise HTTPError(503, f"store: unavailable ({exc})", RETRY) from None
-            found = True
-        if not found:
-            raise HTTPError(503, f"store: no answer within {READ_TIMEOUT:.0f} s", RETRY)
+        raise HTTPError(503, f"store: no answer within {READ_TIMEOUT:.0f} s", RETRY)
+
+    async def _propagation(
+        self, issuer: str, serial_text: str, token: TokenConfig
+    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+        serial = self._scoped(issuer, serial_text, token)
+        now_ms = int(self.clock() * 1000)
+        found = await self._read(
+            lambda: read_timeline(self.store, issuer, serial, self.propagation, now_ms)
+        )
+        if found is None:
+            raise HTTPError(
+                404,
+                "serial: no propagation ledger (not revoked, revoked before the ledger "
+                "existed, or past propagation.retention_days)",
+            )
+        return 200, _json(found.to_json()), b"application/json", []
+
+    async def _certificate(
+        self, issuer: str, serial_text: str, token: TokenConfig
+    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+        serial = self._scoped(issuer, serial_text, token)
+        record = await self._read(lambda: self.store.get_record(issuer, serial))
         if record is None:
             raise HTTPError(404, "serial: no record of this certificate")
         return 200, _json({"issuer": issuer, **record.to_json()}), b"application/json", []

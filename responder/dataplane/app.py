@@ -25,6 +25,9 @@ from ..answers.answer import Answer, AnswerError, AnswerSource, Question, TryLat
 from ..answers.arena import STATUS_NAMES
 from ..answers.cache import AnswerCache
 from ..answers.inline import InlineAnswers
+from ..answers.issuers import IssuerRuntime
+from ..cdn.tags import CdnHeaders, issuer_tag, serial_tag
+from ..domain.answering import IssuerKey, issuer_of
 from ..http._reactor_py import CLOSE, KEEP_10, render
 from ..http.protocol import (
     Limits,
@@ -40,6 +43,7 @@ from ..http.server import HttpServer
 from ..observability import metrics
 from ..observability.logs import LogBudget
 from ..ocsp import (
+    HashAlgorithm,
     MalformedRequest,
     OCSPRequest,
     ResponseStatus,
@@ -47,6 +51,7 @@ from ..ocsp import (
     decode_request,
     error_response,
 )
+from .aia import AiaFile
 from .crlfiles import CrlFiles
 
 log = logging.getLogger("revocd.dataplane")
@@ -83,6 +88,14 @@ def ocsp_head(answer: Answer, etag: bytes | None = None) -> bytes:
 # The fields of a 200 that its 304 carries (RFC 9110 15.4.5); Last-Modified is left out
 # because every answer and CRL file here has an ETag.
 NOT_MODIFIED_HEADERS = frozenset({b"Cache-Control", b"ETag", b"Expires", b"Vary"})
+# ...and what a CDN reads to file and keep a revalidated response
+NOT_MODIFIED_CDN = NOT_MODIFIED_HEADERS | {
+    b"CDN-Cache-Control",
+    b"xkey",
+    b"Surrogate-Key",
+    b"Cache-Tag",
+    b"Edge-Cache-Tag",
+}
 
 
 def _not_modified(request: Request, etag: bytes, last_modified: int) -> bool:
@@ -136,11 +149,43 @@ class DataPlane:
     arena: ArenaReader | None = None
     # What the chain answers without waiting, for POSTs the reactor answers in place
     inline: InlineAnswers | None = None
+    # [cdn]: cache tags and CDN-Cache-Control on answers, CRLs and AIA files. With
+    # either, GETs take the full path (the reactor's rendering has no room for them).
+    cdn: CdnHeaders = field(default_factory=CdnHeaders)
+    # The issuers, to name the one an answer is about (cache tags, the ledger)
+    issuers: list[IssuerRuntime] = field(default_factory=list)
+    # CRL file name -> its cache tags and validity (seconds from publication to
+    # nextUpdate)
+    crl_tags: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    crl_validity: dict[str, int] = field(default_factory=dict)
+    # Request path -> an issuer's AIA file (dataplane/aia.py)
+    aia: dict[str, AiaFile] = field(default_factory=dict)
+    # Told (issuer, serial) when a `revoked` answer is served: the propagation
+    # ledger's "served" step (propagation/ledger.py). Must not block.
+    on_revoked: Callable[[str, int], None] | None = None
 
     def __post_init__(self) -> None:
         self.crl_files = CrlFiles(self.crl_dir) if self.crl_dir is not None else None
         if self.max_age_cap:
             self.crl_max_age = min(self.crl_max_age, self.max_age_cap)
+        self._issuer_index: dict[IssuerKey, IssuerRuntime] = {}
+        for issuer in self.issuers:
+            for alg in HashAlgorithm:
+                key = (int(alg), issuer.hashes.name_hashes[alg], issuer.hashes.key_hashes[alg])
+                self._issuer_index[key] = issuer
+
+    def _issuer_name(self, request: OCSPRequest) -> str | None:
+        found = issuer_of(request.cert_ids, self._issuer_index)
+        return found.name if found is not None else None
+
+    def _served(self, request: OCSPRequest, answer: Answer) -> None:
+        """The ledger's note of a `revoked` answer leaving the origin."""
+        if self.on_revoked is None or answer.cert_status != "revoked":
+            return
+        name = self._issuer_name(request)
+        if name is not None:
+            for cert_id in request.cert_ids:
+                self.on_revoked(name, cert_id.serial)
 
     def _ocsp_max_age(self, refresh_at: int, now: int) -> int:
         age = max(0, refresh_at - now)
@@ -179,6 +224,7 @@ class DataPlane:
             if answer is None:
                 return None
             response = self._ocsp_response(_POST, answer, int(self.clock()))
+            self._served(request, answer)
         except Exception:
             # A bug on the inline path only: the full path answers the request, which
             # may never meet it, so it is counted and logged here.
@@ -197,7 +243,7 @@ class DataPlane:
         the arena these are the reactor's bytes (the engine's differential tests hold
         its rendering to `render`)."""
         cache = self.cache
-        if cache is None or request.method != b"GET" or request.http10:
+        if cache is None or request.method != b"GET" or request.http10 or self.cdn.enabled:
             return None
         headers = request.headers
         if b"if-none-match" in headers or b"if-modified-since" in headers:
@@ -235,6 +281,11 @@ class DataPlane:
         method = request.method
         target = request.target.decode("latin-1")
         path = target.split("?", 1)[0]
+        aia = self.aia.get(path)
+        if aia is not None:
+            if method not in (b"GET", b"HEAD"):
+                return plain(405, b"method not allowed", [(b"Allow", b"GET, HEAD")])
+            return self._aia(request, aia)
         if path == "/healthz":
             return Response(
                 200,
@@ -304,7 +355,13 @@ class DataPlane:
         except Exception:
             log.exception("answer chain failed")
             return "internal_error", self._error(request, ResponseStatus.INTERNAL_ERROR)
-        return answer.cert_status, self._ocsp_response(request, answer, int(self.clock()))
+        self._served(question.request, answer)
+        response = self._ocsp_response(request, answer, int(self.clock()))
+        if self.cdn.enabled and answer.cacheable and response.status in (200, 304):
+            name = self._issuer_name(question.request)
+            tags = (issuer_tag(name), serial_tag(name, question.single.serial)) if name else ()
+            response.headers.extend(self.cdn.lines(tags, answer.next_update - int(self.clock())))
+        return answer.cert_status, response
 
     def _error(self, request: Request, status: ResponseStatus) -> Response:
         """An unsigned OCSP error (RFC 6960 4.2.1): HTTP 200, never cached."""
@@ -356,9 +413,30 @@ class DataPlane:
                 b"max-age=%d, public, no-transform, must-revalidate" % self._crl_age(name, mtime),
             ),
         ]
+        if self.cdn.enabled:
+            validity = self.crl_validity.get(name, self.crl_max_age)
+            headers.extend(
+                self.cdn.lines(self.crl_tags.get(name, ()), mtime + validity - int(self.clock()))
+            )
         if _not_modified(request, etag, mtime):
-            return Response(304, [h for h in headers if h[0] in NOT_MODIFIED_HEADERS])
+            return Response(304, [h for h in headers if h[0] in NOT_MODIFIED_CDN])
         return Response(200, headers, body, head_only=request.method == b"HEAD")
+
+    def _aia(self, request: Request, aia: AiaFile) -> Response:
+        """An issuer's certificate (or its bundle) at the caIssuers URL. It changes only
+        when revocd is reconfigured, so caches may keep it a day (at most the cap)."""
+        age = min(aia.max_age, self.max_age_cap) if self.max_age_cap else aia.max_age
+        headers = [
+            (b"Content-Type", aia.content_type),
+            (b"Last-Modified", http_date(aia.mtime)),
+            (b"ETag", aia.etag),
+            (b"Cache-Control", b"max-age=%d, public, no-transform" % age),
+        ]
+        if self.cdn.enabled:
+            headers.extend(self.cdn.lines(aia.tags, aia.expires - int(self.clock())))
+        if _not_modified(request, aia.etag, aia.mtime):
+            return Response(304, [h for h in headers if h[0] in NOT_MODIFIED_CDN])
+        return Response(200, headers, aia.body, head_only=request.method == b"HEAD")
 
 
 def http_server(
@@ -371,7 +449,7 @@ def http_server(
     with `reactor` (server.reactor) and the arena, the GET reactor reading it."""
     limits = limits or Limits()
     engine = None
-    if reactor and plane.arena is not None:
+    if reactor and plane.arena is not None and not plane.cdn.enabled:
         engine = Reactor(
             plane.arena,
             plane.count_hits,

@@ -240,3 +240,59 @@ STORE_UP = Gauge(
     "1 when the last store ping (every 5 s) succeeded, 0 when it failed or timed out",
     multiprocess_mode="livemin",
 )
+
+# -- CDN purges and the propagation ledger (responder/cdn, responder/propagation) --------
+CDN_PURGES = Counter(
+    "revocd_cdn_purge_requests_total",
+    "Purge requests sent to a CDN target, by result (ok, refused, error, rate_limited)",
+    ["target", "result"],
+)
+CDN_PURGE_TAGS = Counter(
+    "revocd_cdn_purge_tags_total", "Cache tags purged at a CDN target", ["target"]
+)
+CDN_PURGE_LAG = Gauge(
+    "revocd_cdn_purge_lag_seconds",
+    "Age of the oldest change a CDN target has not been told about (0: none waiting)",
+    ["target"],
+    multiprocess_mode="max",
+)
+CDN_PURGE_ISSUER_WIDE = Counter(
+    "revocd_cdn_issuer_purges_total",
+    "Whole-issuer purges instead of per-certificate ones (a burst over "
+    "cdn.issuer_purge_threshold, a change stream trimmed past a target's position, or a "
+    "target's first start)",
+    ["target", "why"],
+)
+PROPAGATION_STEPS = Histogram(
+    "revocd_propagation_seconds",
+    "From a revocation's acknowledgement to each propagation step (signed, served, purge, "
+    "crl, probed)",
+    ["step"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400),
+)
+PROPAGATION_LATE = Counter(
+    "revocd_propagation_late_total",
+    "Propagation steps that took longer than their [propagation] target",
+    ["step"],
+)
+LEDGER_DROPPED = Counter(
+    "revocd_ledger_notes_dropped_total",
+    "Ledger notes dropped because the writer was behind or the store failed (the step "
+    "then lacks a time; nothing is served differently)",
+)
+PROBE_CHECKS = Counter(
+    "revocd_probe_checks_total",
+    "Checks the prober made of what the public URLs serve, by check and result",
+    ["check", "result"],
+)
+PROBE_LAST_RUN = Gauge(
+    "revocd_probe_last_run_timestamp_seconds",
+    "When the prober last completed a round",
+    multiprocess_mode="max",
+)
+PROBE_PROBLEMS = Gauge(
+    "revocd_probe_problems",
+    "Problems the prober's last round found, by check",
+    ["check"],
+    multiprocess_mode="max",
+)

@@ -8,6 +8,7 @@ import trio
 
 from ..audit.trail import AuditTrail
 from ..config import ConfigError, load_config
+from ..propagation.ledger import Ledger
 from .system import serve_metrics, until_signalled
 from .wiring import config_summary, configured_store, crl_generator
 
@@ -33,7 +34,12 @@ def crl_command(
                 if action == "run"
                 else None
             )
-            generator = crl_generator(config, store, trail)
+            ledger = (
+                Ledger(store, config.propagation)
+                if action == "run" and config.propagation.enabled
+                else None
+            )
+            generator = crl_generator(config, store, trail, ledger)
             if generator is None:
                 raise ConfigError("issuers.<name>.crl: no issuer has a [crl] table")
             if action == "run":

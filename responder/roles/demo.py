@@ -69,6 +69,7 @@ def _create(directory: Path, base_url: str) -> None:
             f"{name}.demo.revocd.test",
             ocsp_url=f"{base_url}/",
             crl_url=f"{base_url}/crl/{ISSUER}.crl",
+            ca_issuers_url=f"{base_url}/aia/{ISSUER}.der",
         )
         leaf.write(directory / "certs" / f"{name}.pem", directory / "certs" / f"{name}.key")
 
@@ -187,6 +188,9 @@ certificate = "issuer.pem"
 policy = "tls"
 partitions = 16
 validity_hours = 96
+aia_url = "http://{host}:{port}/aia/{ISSUER}.der"
+aia_p7c_url = "http://{host}:{port}/aia/{ISSUER}.p7c"
+aia_extra_certificates = ["root.pem"]
 {signing}{crl}"""
     )
     return path

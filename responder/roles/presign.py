@@ -7,6 +7,7 @@ import trio
 
 from ..audit.trail import AuditTrail
 from ..config import load_config
+from ..propagation.ledger import Ledger
 from .system import serve_metrics, until_signalled
 from .wiring import config_summary, configured_store, issuer_runtimes, presigner
 
@@ -25,7 +26,8 @@ def presign_forever(
         async with configured_store(config) as store:
             trail = AuditTrail.from_settings(config.audit, config.audit_file)
             await trail.started("presign", config_summary(config))
-            signer = presigner(config, store, issuers, trail)
+            ledger = Ledger(store, config.propagation) if config.propagation.enabled else None
+            signer = presigner(config, store, issuers, trail, ledger)
             if once:
                 await signer.sweep()
             else:

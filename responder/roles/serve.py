@@ -29,9 +29,12 @@ from ..answers.issuers import IssuerRuntime
 from ..answers.presigned import MissBatcher
 from ..answers.shedding import LoopLag
 from ..audit.trail import AuditTrail
+from ..cdn.purger import Purger
+from ..cdn.tags import CdnHeaders
 from ..changes import ChangeHub, invalidate_cache, own_arena
 from ..config import Config, ConfigError, load_config
 from ..control.app import ControlApp
+from ..dataplane.aia import aia_files
 from ..dataplane.app import DataPlane, http_server
 from ..dataplane.workers import WorkerPool
 from ..http.protocol import Limits
@@ -40,16 +43,20 @@ from ..ingest import Ingestor
 from ..keys.lifecycle import CertificateWatcher
 from ..observability.logs import WORKER_ENV, setup_logging
 from ..observability.summary import log_summaries
+from ..propagation.ledger import Ledger
 from ..store import Store
 from .system import data_socket, raise_fd_limit, stop_on_signals
 from .wiring import (
     config_summary,
     configured_store,
+    crl_cdn,
     crl_generator,
     crl_schedule,
     issuer_runtimes,
     open_arena,
     presigner,
+    queue_aia_purges,
+    service_ledger,
     watch_store,
 )
 
@@ -75,11 +82,13 @@ async def run_data_plane(
     sock: socket.socket,
     hub: ChangeHub,
     arena: Arena | None = None,
+    ledger: Ledger | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """The data plane of one process; `hub` is the process's change feed, whose run
     the caller owns (the cache's channel is taken here, before the hub starts);
-    `arena` the host's shared answer cache, if there is one."""
+    `arena` the host's shared answer cache, if there is one; `ledger` notes the first
+    `revoked` answer served for each revocation (its run is the caller's too)."""
     async with trio.open_nursery() as nursery:
         cache = AnswerCache(config.server.cache_entries)
         batcher = MissBatcher(store)
@@ -102,6 +111,7 @@ async def run_data_plane(
             shared=arena,
         )
         crl_dir = config.server.crl_dir
+        crl_tags, crl_validity = crl_cdn(config)
         plane = DataPlane(
             chain,
             config.server.ocsp_path,
@@ -112,6 +122,12 @@ async def run_data_plane(
             shed_pause=limits.shed_pause_ms / 1000,
             arena=ArenaReader(arena) if arena is not None else None,
             inline=inline,
+            cdn=CdnHeaders(config.cdn.tag_header, config.cdn.cdn_max_age_seconds),
+            issuers=issuers,
+            crl_tags=crl_tags,
+            crl_validity=crl_validity,
+            aia=aia_files(config),
+            on_revoked=ledger.note if ledger is not None else None,
         )
         http_limits = Limits(
             max_header_bytes=limits.max_header_bytes,
@@ -146,7 +162,12 @@ def _worker_main(config_path: str, store_url: str, port: int, index: int, ready:
             issuers = issuer_runtimes(config)
             async with trio.open_nursery() as nursery:
                 hub = ChangeHub(store, config.issuers)
-                await nursery.start(run_data_plane, config, store, issuers, sock, hub, arena)
+                ledger = service_ledger(config, store)
+                if ledger is not None:
+                    nursery.start_soon(ledger.run)
+                await nursery.start(
+                    run_data_plane, config, store, issuers, sock, hub, arena, ledger
+                )
                 await nursery.start(hub.run)
                 nursery.start_soon(CertificateWatcher(issuers).run)
                 nursery.start_soon(watch_store, store)
@@ -199,14 +220,24 @@ async def run_service(
             config.control.max_body_bytes,
             audit=trail,
             data_plane=(lambda: (pool.serving, pool.count)) if pool is not None else None,
+            propagation=config.propagation,
         )
         try:
             async with trio.open_nursery() as nursery:
                 hub = ChangeHub(store, config.issuers)
                 if arena is not None:
                     nursery.start_soon(own_arena, hub.subscribe("arena", buffer=4096), arena)
+                ledger = service_ledger(config, store)
+                if ledger is not None:
+                    nursery.start_soon(ledger.run)
+                if config.cdn.targets:
+                    purger = Purger(store, config)
+                    nursery.start_soon(purger.run, hub.subscribe("purge", buffer=1024))
+                    await queue_aia_purges(config, store)
                 if pool is None:
-                    await nursery.start(run_data_plane, config, store, issuers, sock, hub, arena)
+                    await nursery.start(
+                        run_data_plane, config, store, issuers, sock, hub, arena, ledger
+                    )
                 else:
                     await nursery.start(pool.run)
                     # The workers listen on the port now; this socket only reserved it.
@@ -221,12 +252,16 @@ async def run_service(
                 nursery.start_soon(watch_store, store)
                 if config.server.log_summary_seconds:
                     nursery.start_soon(log_summaries, config.server.log_summary_seconds)
-                crls = crl_generator(config, store, trail) if config.server.crl_generator else None
+                crls = (
+                    crl_generator(config, store, trail, ledger)
+                    if config.server.crl_generator
+                    else None
+                )
                 if crls is not None:
                     await nursery.start(crls.run, hub.subscribe("crl", records=True, buffer=256))
                 if config.presign.enabled:
                     nursery.start_soon(
-                        presigner(config, store, issuers, trail).run,
+                        presigner(config, store, issuers, trail, ledger).run,
                         hub.subscribe("presign", records=True),
                     )
                 await nursery.start(hub.run)

@@ -4,7 +4,8 @@ process started with."""
 
 import hashlib
 import logging
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import trio
@@ -21,12 +22,14 @@ from ..observability import metrics
 from ..presign import Presigner, PresignSettings
 from ..signing import ResponderConfigError, ResponderIdentity, Signer, SignerError, SoftwareSigner
 from ..signing.pkcs11 import Pkcs11Signer
-from ..store import Store
+from ..store import Store, StoreError
 from ..store.connect import open_configured_store
 from ..store.leases import Leases
 
 if TYPE_CHECKING:
     from crlgen.generator import CrlGenerator
+
+    from ..propagation.ledger import Ledger
 
 log = logging.getLogger("revocd.service")
 
@@ -141,10 +144,15 @@ def crl_signer(issuer: IssuerConfig) -> Signer:
 
 
 def crl_generator(
-    config: Config, store: Store, audit: AuditTrail | None = None
+    config: Config, store: Store, audit: AuditTrail | None = None, ledger: "Ledger | None" = None
 ) -> "CrlGenerator | None":
+    """The CRL generator; each publication is recorded (the report's history), notes
+    the ledger's CRL step and queues the shard's CDN purge when [[cdn.purge]] is set."""
     from crlgen.generator import CrlGenerator, issuer_crls
 
+    from ..propagation.crl import publication_hook
+
+    hook = publication_hook(store, ledger, bool(config.cdn.targets))
     crl_dir = config.server.crl_dir or config.state_dir / "crl"
     issuers = []
     for issuer in config.issuers.values():
@@ -152,12 +160,36 @@ def crl_generator(
             continue
         try:
             cert = config.certificates[issuer.name]
-            issuers.append(issuer_crls(issuer, cert, crl_signer(issuer), crl_dir))
+            crls = issuer_crls(issuer, cert, crl_signer(issuer), crl_dir)
+            crls.on_published = hook
+            issuers.append(crls)
         except ValueError as exc:
             raise ConfigError(f"issuers.{issuer.name}.crl: {exc}") from exc
     if not issuers:
         return None
     return CrlGenerator(store, issuers, audit, Leases(store, config.store.lease_seconds))
+
+
+def crl_cdn(config: Config) -> tuple[dict[str, tuple[str, ...]], dict[str, int]]:
+    """CRL file name -> its cache tags, and -> its validity in seconds (for
+    CDN-Cache-Control); the CCADB list of an issuer's CRLs too."""
+    from crlgen.generator import file_name, shard_url
+
+    from ..cdn.tags import crl_list_tag, crl_tag, issuer_tag
+
+    tags: dict[str, tuple[str, ...]] = {}
+    validity: dict[str, int] = {}
+    for issuer in config.issuers.values():
+        if issuer.crl is None:
+            continue
+        for shard in range(max(1, issuer.crl_shards)):
+            name = file_name(shard_url(issuer.crl.url, shard))
+            tags[name] = (issuer_tag(issuer.name), crl_tag(issuer.name, shard))
+            validity[name] = issuer.crl.validity_hours * 3600 - 1
+        index = f"{issuer.name}.crls.json"
+        tags[index] = (issuer_tag(issuer.name), crl_list_tag(issuer.name))
+        validity[index] = issuer.crl.republish_hours * 3600
+    return tags, validity
 
 
 def crl_schedule(config: Config) -> dict[str, int]:
@@ -172,13 +204,24 @@ def crl_schedule(config: Config) -> dict[str, int]:
     return out
 
 
-def configured_store(config: Config) -> AbstractAsyncContextManager[Store]:
-    """The store of a configuration, issuers registered (embedded when no store.url)."""
-    return open_configured_store(config.store, config.state_dir, config.issuers.values())
+@asynccontextmanager
+async def configured_store(config: Config) -> AsyncIterator[Store]:
+    """The store of a configuration, issuers registered (embedded when no store.url),
+    starting a propagation ledger with each revocation it applies (unless disabled)."""
+    async with open_configured_store(
+        config.store, config.state_dir, config.issuers.values()
+    ) as store:
+        if config.propagation.enabled:
+            store.ledger_seconds = config.propagation.retention_days * 86400
+        yield store
 
 
 def presigner(
-    config: Config, store: Store, issuers: list[IssuerRuntime], audit: AuditTrail
+    config: Config,
+    store: Store,
+    issuers: list[IssuerRuntime],
+    audit: AuditTrail,
+    ledger: "Ledger | None" = None,
 ) -> Presigner:
     """The pre-signer of `revocd serve` and of `revocd presign`, sharing the partitions
     with any other revocd process on the store by leases."""
@@ -188,7 +231,12 @@ def presigner(
         config.presign.concurrency,
     )
     return Presigner(
-        store, issuers, settings, audit=audit, leases=Leases(store, config.store.lease_seconds)
+        store,
+        issuers,
+        settings,
+        audit=audit,
+        leases=Leases(store, config.store.lease_seconds),
+        on_signed=ledger.signed if ledger is not None else None,
     )
 
 
@@ -214,3 +262,29 @@ def open_arena(config: Config, create: bool) -> Arena | None:
     except ArenaError as exc:
         log.error("%s; GET answers are cached in each worker instead", exc)
         return None
+
+
+def service_ledger(config: Config, store: Store) -> "Ledger | None":
+    from ..propagation.ledger import Ledger
+
+    return Ledger(store, config.propagation) if config.propagation.enabled else None
+
+
+async def queue_aia_purges(config: Config, store: Store) -> None:
+    """Purge an issuer's AIA files at the CDNs when they differ from what the last
+    start served (a new issuer certificate, another bundle)."""
+    from ..cdn.tags import aia_tag
+    from ..dataplane.aia import aia_digest, aia_files
+
+    files = aia_files(config)
+    for name in config.issuers:
+        digest = aia_digest(files, name)
+        key = f"rv:aia:{name}"
+        try:
+            before = (await store.get_strings([key]))[key]
+            if before != digest:
+                if before is not None:
+                    await store.queue_purge([aia_tag(name)], f"aia {name} changed")
+                await store.set_string(key, digest)
+        except StoreError as exc:
+            log.warning("AIA files of %s: change not checked (%s)", name, exc)

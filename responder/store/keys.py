@@ -76,6 +76,35 @@ def feed(issuer: str, partition: int) -> str:
     return tag(issuer, partition) + ":feed"
 
 
+def ledger_index(issuer: str, partition: int) -> str:
+    """Sorted set: revoked serial -> when its revocation was acknowledged (ms)."""
+    return tag(issuer, partition) + ":lx"
+
+
+def ledger(issuer: str, partition: int, serial: int) -> str:
+    """Hash: one revocation's propagation steps, name -> ms (propagation/ledger.py)."""
+    return tag(issuer, partition) + ":lg:" + serial_field(serial)
+
+
+def purge_cursor(issuer: str, partition: int, target: str) -> str:
+    """The last feed entry of the partition a CDN target has been told about."""
+    return tag(issuer, partition) + ":pc:" + target
+
+
+# Purges that are not certificate changes (CRL publications, AIA changes), as a stream,
+# and each target's position in it
+PURGE_QUEUE = "rv:purges"
+
+
+def purge_queue_cursor(target: str) -> str:
+    return f"rv:purges:cursor:{target}"
+
+
+def crl_publications(issuer: str) -> str:
+    """Stream: each CRL publication of the issuer (shard, number, thisUpdate, origins)."""
+    return f"rv:crlpub:{issuer}"
+
+
 def partition_keys(issuer: str, partition: int) -> list[str]:
     """The first KEYS of the apply script, in its order (each event's answer key follows)."""
     return [

@@ -17,3 +17,4 @@ TAKE_LEASE = _load("take_lease")
 DROP_LEASE = _load("drop_lease")
 HEARTBEAT = _load("heartbeat")
 FENCE_CRL_NUMBER = _load("fence_crl_number")
+LEDGER_MARK = _load("ledger_mark")  # propagation/ledger.py

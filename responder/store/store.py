@@ -35,6 +35,7 @@ from .scripts import (
     DROP_LEASE,
     FENCE_CRL_NUMBER,
     HEARTBEAT,
+    LEDGER_MARK,
     LOOKUP,
     MIGRATE_CHUNK,
     PUT_ANSWERS,
@@ -197,6 +198,10 @@ class Store:
         self._drop_lease = client.register_script(DROP_LEASE)
         self._heartbeat = client.register_script(HEARTBEAT)
         self._fence_crl = client.register_script(FENCE_CRL_NUMBER)
+        self._ledger_mark = client.register_script(LEDGER_MARK)
+        # Seconds a revocation's propagation ledger is kept (propagation.retention_days;
+        # 0: no ledger). Set by the wiring; the apply script starts each ledger.
+        self.ledger_seconds = 0
         self._partitions: dict[str, int] = {}
         self._wait_local = 1
 
@@ -347,16 +352,18 @@ class Store:
         args: list[str | int] = [issuer, now, self.settings.feed_maxlen, len(events)]
         for event in events:
             args.extend(event_args(event, crl_shards))
+        script_keys = [
+            *keys.partition_keys(issuer, partition),
+            *(keys.answer(issuer, partition, e.serial) for e in events),
+        ]
+        if self.ledger_seconds:
+            script_keys.append(keys.ledger_index(issuer, partition))
+            script_keys.extend(keys.ledger(issuer, partition, e.serial) for e in events)
+            args.append(self.ledger_seconds)
         with self.writer.ensure_persistence(
             self._wait_local, self.settings.replicas, self.settings.durability_timeout_ms
         ):
-            raw = await self._apply(
-                keys=[
-                    *keys.partition_keys(issuer, partition),
-                    *(keys.answer(issuer, partition, e.serial) for e in events),
-                ],
-                args=args,
-            )
+            raw = await self._apply(keys=script_keys, args=args)
         flat = [_s(x) for x in raw]
         return [(Outcome(c), m) for c, m in zip(flat[0::2], flat[1::2], strict=True)]
 
@@ -561,6 +568,164 @@ class Store:
                 return number
             number = int(_s(got)) + 1
         raise StoreError("CRL number: could not record one above the others (contention)")
+
+    # -- propagation: the ledger, purge positions, CRL publications ---------------------
+
+    async def ledger_mark(self, issuer: str, step: str, values: dict[int, int]) -> dict[int, int]:
+        """Record `step` at values[serial] (ms) for each revocation whose ledger exists
+        and has no such step yet; one script call per partition. Returns the serials
+        recorded now, with their acknowledgement times (ms)."""
+        n = self.partitions(issuer)
+        groups: dict[int, list[tuple[int, int]]] = {}
+        for serial, at in values.items():
+            groups.setdefault(keys.partition_of(serial, n), []).append((serial, at))
+        done: dict[int, int] = {}
+        for p, items in groups.items():
+            for i in range(0, len(items), 1000):
+                chunk = items[i : i + 1000]
+                acks = await self._ledger_mark(
+                    keys=[keys.ledger(issuer, p, s) for s, _ in chunk],
+                    args=[step, *(at for _, at in chunk)],
+                )
+                for (serial, _), ack in zip(chunk, acks, strict=True):
+                    if int(ack):
+                        done[serial] = int(ack)
+        return done
+
+    async def ledger_get(self, issuer: str, serial: int) -> dict[str, str]:
+        key = keys.ledger(issuer, keys.partition_of(serial, self.partitions(issuer)), serial)
+        found = await self.client.hgetall(key)
+        return {_s(k): _s(v) for k, v in found.items()}
+
+    async def ledger_range(
+        self, issuer: str, partition: int, since_ms: int, until_ms: int
+    ) -> list[tuple[int, int]]:
+        """(serial, acknowledged ms) of the partition's revocations in a time range."""
+        found = await self.client.zrange(
+            keys.ledger_index(issuer, partition),
+            since_ms,
+            until_ms,
+            sortby=coredis.PureToken.BYSCORE,
+            withscores=True,
+        )
+        return [(int(_s(m), 16), int(score)) for m, score in found]
+
+    async def ledger_many(
+        self, issuer: str, partition: int, serials: Sequence[int]
+    ) -> dict[int, dict[str, str]]:
+        out: dict[int, dict[str, str]] = {}
+
+        async def one(serial: int) -> None:
+            found = await self.client.hgetall(keys.ledger(issuer, partition, serial))
+            if found:
+                out[serial] = {_s(k): _s(v) for k, v in found.items()}
+
+        # 32 in flight: the pool's connections, not one at a time
+        for i in range(0, len(serials), 32):
+            async with trio.open_nursery() as nursery:
+                for serial in serials[i : i + 32]:
+                    nursery.start_soon(one, serial)
+        return out
+
+    async def random_serials(self, issuer: str, count: int) -> list[int]:
+        """About `count` serials of the issuer's certificates, at random (the prober's
+        sample): HRANDFIELD over randomly chosen partitions."""
+        import random
+
+        n = self.partitions(issuer)
+        out: set[int] = set()
+        order = list(range(n))
+        random.shuffle(order)
+        for p in order[: max(1, count)]:
+            if len(out) >= count:
+                break
+            found = await self.client.hrandfield(
+                keys.certs(issuer, p), count=max(1, count // n + 1)
+            )
+            for field_name in found or ():
+                out.add(int(_s(field_name), 16))
+        return sorted(out)[:count]
+
+    async def feed_page(
+        self, issuer: str, partition: int, after: str, count: int
+    ) -> tuple[list[tuple[str, Change]], str | None]:
+        """Up to `count` entries of a partition's change stream after stream id `after`
+        (with their ids), and the id of the stream's oldest entry (None: empty), which
+        says whether entries after `after` were trimmed away."""
+        key = keys.feed(issuer, partition)
+        entries = await self.client.xrange(key, f"({after}" if after != "0" else "-", "+", count)
+        first = await self.client.xrange(key, "-", "+", 1)
+        out = []
+        for entry in entries:
+            f = {_s(k): _s(v) for k, v in entry.field_values.items()}
+            sid = _s(entry.identifier)
+            change = Change(
+                issuer, int(f["s"], 16), Status(f["t"]), int(f["v"]), int(sid.split("-")[0])
+            )
+            out.append((sid, change))
+        return out, (_s(first[0].identifier) if first else None)
+
+    async def feed_last_id(self, issuer: str, partition: int) -> str:
+        last = await self.client.xrevrange(keys.feed(issuer, partition), "+", "-", 1)
+        return _s(last[0].identifier) if last else "0"
+
+    async def get_strings(self, names: Sequence[str]) -> dict[str, str | None]:
+        """Several string keys, one command each (they live in different slots)."""
+        out: dict[str, str | None] = {}
+        for name in names:
+            value = await self.client.get(name)
+            out[name] = _s(value) if value is not None else None
+        return out
+
+    async def set_string(self, name: str, value: str) -> None:
+        await self.client.set(name, value)
+
+    async def queue_purge(self, tags: Sequence[str], why: str, maxlen: int = 100_000) -> str:
+        """Put a purge of `tags` on the durable queue every CDN target works through."""
+        sid = await self.client.xadd(
+            keys.PURGE_QUEUE,
+            {"tags": " ".join(tags), "why": why},
+            trim_strategy=coredis.PureToken.MAXLEN,
+            threshold=maxlen,
+            trim_operator=coredis.PureToken.APPROXIMATELY,
+        )
+        return _s(sid)
+
+    async def purge_queue_page(
+        self, after: str, count: int
+    ) -> tuple[list[tuple[str, list[str], str]], str | None]:
+        """(id, tags, why) entries after `after`, and the oldest id kept."""
+        key = keys.PURGE_QUEUE
+        entries = await self.client.xrange(key, f"({after}" if after != "0" else "-", "+", count)
+        first = await self.client.xrange(key, "-", "+", 1)
+        out = []
+        for entry in entries:
+            f = {_s(k): _s(v) for k, v in entry.field_values.items()}
+            out.append((_s(entry.identifier), f.get("tags", "").split(), f.get("why", "")))
+        return out, (_s(first[0].identifier) if first else None)
+
+    async def purge_queue_last_id(self) -> str:
+        last = await self.client.xrevrange(keys.PURGE_QUEUE, "+", "-", 1)
+        return _s(last[0].identifier) if last else "0"
+
+    async def record_crl_publication(self, issuer: str, fields: dict[str, str]) -> None:
+        await self.client.xadd(
+            keys.crl_publications(issuer),
+            fields,
+            trim_strategy=coredis.PureToken.MAXLEN,
+            threshold=100_000,
+            trim_operator=coredis.PureToken.APPROXIMATELY,
+        )
+
+    async def crl_publications(
+        self, issuer: str, since_ms: int = 0, until_ms: int | None = None
+    ) -> list[dict[str, str]]:
+        end = "+" if until_ms is None else str(until_ms)
+        entries = await self.client.xrange(keys.crl_publications(issuer), str(since_ms), end)
+        return [
+            {_s(k): _s(v) for k, v in e.field_values.items()} | {"id": _s(e.identifier)}
+            for e in entries
+        ]
 
     # -- change feed -------------------------------------------------------------------
 

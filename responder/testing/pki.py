@@ -221,6 +221,7 @@ def make_leaf(
     crl_url: str | None = None,
     key_type: str = "ec-p256",
     days: int = 90,
+    ca_issuers_url: str | None = None,
 ) -> Issued:
     """A TLS server certificate as a public CA would issue it."""
     key = new_key(key_type)
@@ -244,15 +245,23 @@ def make_leaf(
     builder = builder.add_extension(
         x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False
     )
+    access = []
     if ocsp_url:
+        access.append(
+            x509.AccessDescription(
+                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url)
+            )
+        )
+    if ca_issuers_url:
+        access.append(
+            x509.AccessDescription(
+                AuthorityInformationAccessOID.CA_ISSUERS,
+                x509.UniformResourceIdentifier(ca_issuers_url),
+            )
+        )
+    if access:
         builder = builder.add_extension(
-            x509.AuthorityInformationAccess(
-                [
-                    x509.AccessDescription(
-                        AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url)
-                    )
-                ]
-            ),
+            x509.AuthorityInformationAccess(access),
             critical=False,
         )
     if crl_url:

@@ -22,6 +22,10 @@ SECTIONS = {
     "`[issuers.<name>.crl]`": model.CrlConfig,
     "`[presign]`": model.PresignConfig,
     "`[audit]`": model.AuditConfig,
+    "`[cdn]`": model.CdnConfig,
+    "`[[cdn.purge]]`": model.PurgeTargetConfig,
+    "`[propagation]`": model.PropagationConfig,
+    "`[probe]`": model.ProbeConfig,
 }
 
 

@@ -4,6 +4,11 @@
 --       migration copying it cannot bring back an answer a revocation removed.
 -- ARGV: issuer, now, feed_maxlen, count, then per event:
 --       type, serial, not_after, revoked_at, reason, invalidity_date, crl_shard
+--       then, with the propagation ledger: its retention in seconds
+-- With the ledger, KEYS go on after the answer keys: the ledger's index (sorted set,
+-- serial by acknowledgement time), then each event's ledger key. A revocation starts
+-- the certificate's ledger (propagation/ledger.py) here, atomically with the change,
+-- so no acknowledged revocation can lack its "acknowledged at".
 -- Returns a flat list: code, message per event; code is applied/unchanged/rejected.
 --
 -- Every change that alters what OCSP says deletes the stored answer and marks the
@@ -30,6 +35,21 @@ local notes = {}
 local function changed(serial, status, ver)
   redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*', 's', serial, 't', status, 'v', ver)
   notes[#notes + 1] = issuer .. ' ' .. serial .. ' ' .. status .. ' ' .. ver .. ' ' .. ms
+end
+
+local ledger_index = KEYS[6 + count]
+local ledger_ttl = ARGV[5 + count * 7]
+
+local function ledger(i, serial, ver, rat, reason)
+  if not ledger_index then return end
+  local key = KEYS[7 + count + i]
+  redis.call('DEL', key)
+  redis.call('HSET', key, 'ack', ms, 'ver', ver, 'revoked_at', rat, 'reason', reason)
+  redis.call('EXPIRE', key, ledger_ttl)
+  redis.call('ZADD', ledger_index, ms, serial)
+  -- entries past the retention leave the index as new ones come (their keys expire)
+  redis.call('ZREMRANGEBYSCORE', ledger_index, '-inf',
+    '(' .. tostring(tonumber(ms) - tonumber(ledger_ttl) * 1000))
 end
 
 local function score(not_after)
@@ -95,6 +115,7 @@ for i = 0, count - 1 do
       redis.call('ZADD', revoked, score(keep_na), serial)
       resign(answer, serial)
       changed(serial, 'revoked', ver)
+      ledger(i, serial, ver, rat, reason)
       msg = 'revoked'
     elseif r[7] == reason and r[6] == rat and r[8] == inv then
       code, msg = 'unchanged', 'already revoked'
