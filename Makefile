@@ -75,6 +75,7 @@ bench: venv ext sysdeps
 	$(PY) loadtests/bench_crl.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_scaling.py --write docs/benchmarks.md --plots docs/plots
 	$(PY) loadtests/drill_mass_revocation.py --revocations 100000 --write docs/benchmarks.md
+	$(PY) loadtests/drill_mass_revocation.py --revocations 10000 --ledger --write docs/benchmarks.md
 	$(PY) loadtests/bench_summary.py --write docs/benchmarks.md
 
 clean:

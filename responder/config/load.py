@@ -142,6 +142,14 @@ def parse_config(raw: dict[str, Any], base: Path, source: Path | None = None) ->
         if url and not url.startswith(("http://", "https://")):
             raise ConfigError(f"probe.{key}: must be an http(s) URL")
     _no_leftovers(raw, "")
+    for name, issuer in issuers.items():
+        for key in ("aia_url", "aia_p7c_url"):
+            url = getattr(issuer, key)
+            path = urlsplit(url).path if url else ""
+            if path and (path == "/healthz" or path.startswith("/crl/")):
+                raise ConfigError(
+                    f"issuers.{name}.{key}: {path} is the data plane's own (/healthz, /crl/)"
+                )
     if server.port != 0 and server.port == control.port and server.host == control.host:
         raise ConfigError("control.port: the control plane never shares the data plane's port")
     return model.Config(

@@ -3,8 +3,9 @@
 besides OCSP and CRLs.
 
 A single DER certificate is `application/pkix-cert` (RFC 2585); a bundle is a
-"certs-only" CMS SignedData, `application/pkcs7-mime`, with the issuer first and the
-extra certificates (the path up to a root) after it. Both are built once, at start.
+"certs-only" CMS SignedData, `application/pkcs7-mime`, of the issuer and the extra
+certificates (the path up to a root); its certificates are a DER SET, so in the order
+DER sorts them, which relying parties do not depend on. Both are built once, at start.
 """
 
 import hashlib
