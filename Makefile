@@ -66,6 +66,7 @@ bench: venv ext sysdeps
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) loadtests/bench_core.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_store.py --write docs/benchmarks.md
+	$(PY) loadtests/bench_ledger.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_presign.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_http.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_crl_loop.py --write docs/benchmarks.md

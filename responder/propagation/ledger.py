@@ -158,7 +158,8 @@ class Ledger:
     the writer is behind, which changes nothing that is served)."""
 
     FLUSH = 0.2  # seconds between writes of noted steps
-    SEEN = 100_000  # (issuer, serial, step) noted already, per process
+    SEEN = 200_000  # (issuer, serial, step) noted already, per process
+    PENDING = 500_000  # notes waiting per issuer and step (about 100 bytes each)
 
     def __init__(
         self,
@@ -190,19 +191,26 @@ class Ledger:
         if kind not in TIMED:
             return
         target = target_of(step, self.config)
+        late: list[tuple[float, int]] = []
         for serial, ack in recorded.items():
             seconds = max(0, values[serial] - ack) / 1000
             metrics.PROPAGATION_STEPS.labels(kind).observe(seconds)
             if target is not None and seconds > target:
-                metrics.PROPAGATION_LATE.labels(kind).inc()
-                log.warning(
-                    "propagation: %s of %s serial %x took %.1f s (target %d s)",
-                    step,
-                    issuer,
-                    serial,
-                    seconds,
-                    target,
-                )
+                late.append((seconds, serial))
+        if late:
+            # one line per batch, not per serial: a mass revocation is 100,000 of them
+            metrics.PROPAGATION_LATE.labels(kind).inc(len(late))
+            worst, serial = max(late)
+            log.warning(
+                "propagation: %s of %d %s revocation(s) over its target (%d s); slowest "
+                "serial %x, %.1f s",
+                step,
+                len(late),
+                issuer,
+                target,
+                serial,
+                worst,
+            )
 
     def note(self, issuer: str, serial: int, step: str = "served") -> None:
         key = (issuer, serial, step)
@@ -212,25 +220,36 @@ class Ledger:
         if len(self._seen) > self.SEEN:
             self._seen.popitem(last=False)
         pending = self._pending.setdefault((issuer, step), {})
-        if len(pending) >= 50_000:
+        if len(pending) >= self.PENDING:
             metrics.LEDGER_DROPPED.inc()
             return
         pending[serial] = int(self.clock() * 1000)
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake = trio.Event()
-            await trio.sleep(self.FLUSH)
-            pending, self._pending = self._pending, {}
-            for (issuer, step), values in pending.items():
-                await self.mark(issuer, step, values)
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                await trio.sleep(self.FLUSH)
+                await self.flush()
+        finally:
+            # what was noted before a clean stop is written (bounded: a store that is
+            # gone costs at most this long)
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                await self.flush()
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for (issuer, step), values in pending.items():
+            await self.mark(issuer, step, values)
 
     async def signed(self, issuer: str, records: list[CertRecord]) -> None:
-        """The pre-signer's hook: revoked answers of `records` were just stored."""
-        now = int(self.clock() * 1000)
-        await self.mark(issuer, "signed", {r.serial: now for r in records})
+        """The pre-signer's hook: revoked answers of `records` were just stored. Noted,
+        not written here: the pre-signer must not wait for the ledger (during a mass
+        revocation that wait would overflow its queue of changes)."""
+        for r in records:
+            self.note(issuer, r.serial, "signed")
 
 
 async def read_timeline(

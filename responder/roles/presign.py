@@ -28,10 +28,16 @@ def presign_forever(
             await trail.started("presign", config_summary(config))
             ledger = Ledger(store, config.propagation) if config.propagation.enabled else None
             signer = presigner(config, store, issuers, trail, ledger)
-            if once:
-                await signer.sweep()
-            else:
-                await signer.run()
+            async with trio.open_nursery() as nursery:
+                if ledger is not None:
+                    nursery.start_soon(ledger.run)
+                if once:
+                    await signer.sweep()
+                    if ledger is not None:
+                        await ledger.flush()
+                else:
+                    await signer.run()
+                nursery.cancel_scope.cancel()
 
     try:
         trio.run(until_signalled, main)

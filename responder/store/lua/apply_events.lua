@@ -40,16 +40,18 @@ end
 local ledger_index = KEYS[6 + count]
 local ledger_ttl = ARGV[5 + count * 7]
 
+local ledgers = 0
+
 local function ledger(i, serial, ver, rat, reason)
   if not ledger_index then return end
   local key = KEYS[7 + count + i]
-  redis.call('DEL', key)
+  -- an earlier revocation's steps (a hold lifted since); EXISTS first, since a DEL
+  -- is written to the AOF even when there is nothing to delete
+  if redis.call('EXISTS', key) == 1 then redis.call('DEL', key) end
   redis.call('HSET', key, 'ack', ms, 'ver', ver, 'revoked_at', rat, 'reason', reason)
   redis.call('EXPIRE', key, ledger_ttl)
   redis.call('ZADD', ledger_index, ms, serial)
-  -- entries past the retention leave the index as new ones come (their keys expire)
-  redis.call('ZREMRANGEBYSCORE', ledger_index, '-inf',
-    '(' .. tostring(tonumber(ms) - tonumber(ledger_ttl) * 1000))
+  ledgers = ledgers + 1
 end
 
 local function score(not_after)
@@ -162,6 +164,11 @@ for i = 0, count - 1 do
   end
   out[#out + 1] = code
   out[#out + 1] = msg
+end
+if ledgers > 0 then
+  -- index entries past the retention leave as new ones come (their keys expire)
+  redis.call('ZREMRANGEBYSCORE', ledger_index, '-inf',
+    '(' .. tostring(tonumber(ms) - tonumber(ledger_ttl) * 1000))
 end
 if #notes > 0 then redis.call('PUBLISH', 'rv:changes', table.concat(notes, '\n')) end
 return out
