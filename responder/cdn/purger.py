@@ -44,7 +44,7 @@ import trio
 import urllib3
 
 from ..changes import FeedItem
-from ..config import Config
+from ..config import Config, ConfigError
 from ..config.model import PurgeTargetConfig
 from ..domain.records import Status
 from ..observability import metrics
@@ -128,14 +128,21 @@ class PassResult:
 
 
 def load_secrets(target: PurgeTargetConfig) -> tuple[str, providers.EdgeGridCredentials | None]:
+    """The target's API token or EdgeGrid credentials, read at start so that a missing
+    one stops revocd with its key named, not the first purge."""
     import os
 
+    where = f"cdn.purge {target.name}"
     secret = os.environ.get(target.token_env, "") if target.token_env else ""
     if target.token_env and not secret:
-        raise ValueError(f"cdn.purge {target.name}: environment variable {target.token_env} unset")
+        raise ConfigError(f"{where}: token_env: environment variable {target.token_env} unset")
     creds = None
     if target.credentials_file is not None:
-        creds = providers.EdgeGridCredentials.from_edgerc(Path(target.credentials_file).read_text())
+        try:
+            text = Path(target.credentials_file).read_text()
+            creds = providers.EdgeGridCredentials.from_edgerc(text)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     return secret, creds
 
 
@@ -160,16 +167,17 @@ class Purger:
             secret, creds = load_secrets(t)
             self.targets.append(_Target(t, secret, creds))
 
-    def wake_all(self) -> None:
-        for t in self.targets:
-            t.wake.set()
-
     async def run(self, feed: "trio.MemoryReceiveChannel[FeedItem] | None" = None) -> None:
-        async with trio.open_nursery() as nursery:
-            for target in self.targets:
-                nursery.start_soon(self._target_loop, target)
-            if feed is not None:
-                nursery.start_soon(self._follow, feed)
+        try:
+            async with trio.open_nursery() as nursery:
+                for target in self.targets:
+                    nursery.start_soon(self._target_loop, target)
+                if feed is not None:
+                    nursery.start_soon(self._follow, feed)
+        finally:
+            # a clean stop hands the targets over at once, not after the lease's TTL
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                await self.leases.release_all()
 
     async def _follow(self, feed: "trio.MemoryReceiveChannel[FeedItem]") -> None:
         """Mark the partitions this process saw change; a Resync looks at all."""

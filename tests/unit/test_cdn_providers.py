@@ -182,3 +182,17 @@ def test_each_kind_says_what_it_lacks():
             },
             Path("/tmp"),
         )
+
+
+def test_a_missing_token_or_credentials_file_stops_start_up_naming_it(tmp_path, monkeypatch):
+    from responder.cdn.purger import load_secrets
+
+    monkeypatch.delenv("REVOCD_TEST_NO_SUCH_TOKEN", raising=False)
+    fastly = target(PurgeKind.FASTLY, service_id="s", token_env="REVOCD_TEST_NO_SUCH_TOKEN")
+    with pytest.raises(ConfigError, match="REVOCD_TEST_NO_SUCH_TOKEN unset"):
+        load_secrets(fastly)
+    monkeypatch.setenv("REVOCD_TEST_NO_SUCH_TOKEN", "tok")
+    assert load_secrets(fastly) == ("tok", None)
+    akamai = target(PurgeKind.AKAMAI, credentials_file=tmp_path / "missing.edgerc")
+    with pytest.raises(ConfigError, match="cdn.purge t"):
+        load_secrets(akamai)
