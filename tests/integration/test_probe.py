@@ -245,3 +245,14 @@ def test_a_forged_crl_or_answer_is_refused(round_with, test_pki):
         public.ocsp[0x6002] = ocsp_answer(forger, 0x6002, "good")
 
     assert checks(round_with(forged)) == {"crl_signature", "ocsp_signature"}
+
+
+def test_finds_a_crl_that_omits_a_revocation_acknowledged_well_before_it(round_with, test_pki):
+    def omitted(public):
+        # thisUpdate two minutes after the revocations were acknowledged, 0x5002 missing
+        later = time.time() + 120
+        public.files[SHARDS[0]] = crl(test_pki, SHARDS[0], [], this_update=later)
+
+    found = round_with(omitted)
+    assert checks(found) == {"crl_missing_revocation"}
+    assert "5002" in found.problems[0].detail

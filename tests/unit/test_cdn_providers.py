@@ -194,5 +194,5 @@ def test_a_missing_token_or_credentials_file_stops_start_up_naming_it(tmp_path, 
     monkeypatch.setenv("REVOCD_TEST_NO_SUCH_TOKEN", "tok")
     assert load_secrets(fastly) == ("tok", None)
     akamai = target(PurgeKind.AKAMAI, credentials_file=tmp_path / "missing.edgerc")
-    with pytest.raises(ConfigError, match="cdn.purge t"):
+    with pytest.raises(ConfigError, match=r"cdn\.purge t"):
         load_secrets(akamai)
