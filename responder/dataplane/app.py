@@ -24,10 +24,11 @@ from typing import TypeVar
 from ..answers.answer import Answer, AnswerError, AnswerSource, Question, TryLater
 from ..answers.arena import STATUS_NAMES
 from ..answers.cache import AnswerCache
+from ..answers.filter import issuer_index
 from ..answers.inline import InlineAnswers
 from ..answers.issuers import IssuerRuntime
 from ..cdn.tags import CdnHeaders, issuer_tag, serial_tag
-from ..domain.answering import IssuerKey, issuer_of
+from ..domain.answering import issuer_of
 from ..http._reactor_py import CLOSE, KEEP_10, render
 from ..http.protocol import (
     Limits,
@@ -43,7 +44,6 @@ from ..http.server import HttpServer
 from ..observability import metrics
 from ..observability.logs import LogBudget
 from ..ocsp import (
-    HashAlgorithm,
     MalformedRequest,
     OCSPRequest,
     ResponseStatus,
@@ -168,11 +168,7 @@ class DataPlane:
         self.crl_files = CrlFiles(self.crl_dir) if self.crl_dir is not None else None
         if self.max_age_cap:
             self.crl_max_age = min(self.crl_max_age, self.max_age_cap)
-        self._issuer_index: dict[IssuerKey, IssuerRuntime] = {}
-        for issuer in self.issuers:
-            for alg in HashAlgorithm:
-                key = (int(alg), issuer.hashes.name_hashes[alg], issuer.hashes.key_hashes[alg])
-                self._issuer_index[key] = issuer
+        self._issuer_index = issuer_index(self.issuers)
 
     def _issuer_name(self, request: OCSPRequest) -> str | None:
         found = issuer_of(request.cert_ids, self._issuer_index)
