@@ -48,6 +48,7 @@ from ..config import Config, ConfigError
 from ..config.model import PurgeTargetConfig
 from ..domain.records import Status
 from ..observability import metrics
+from ..propagation.ledger import Ledger
 from ..store import Store
 from ..store import keys as store_keys
 from ..store.errors import StoreError
@@ -158,7 +159,8 @@ class Purger:
         self.store = store
         self.cdn = config.cdn
         self.issuers = {name: store.partitions(name) for name in config.issuers}
-        self.ledger = config.propagation.enabled
+        # the purge steps, measured against propagation.purged_target_seconds
+        self.ledger = Ledger(store, config.propagation) if config.propagation.enabled else None
         self.sender = sender or urllib3_sender()
         self.clock = clock
         self.leases = leases or Leases(store, config.store.lease_seconds)
@@ -353,22 +355,11 @@ class Purger:
             metrics.CDN_PURGE_TAGS.labels(t.name).inc(len(batch))
 
     async def _ledger(self, t: _Target, result: PassResult, sent_ms: int, acked_ms: int) -> None:
-        if not self.ledger:
+        if self.ledger is None:
             return
         for issuer, revoked in result.revoked.items():
-            try:
-                await self.store.ledger_mark(
-                    issuer, f"purge:{t.name}:req", dict.fromkeys(revoked, sent_ms)
-                )
-                await self.store.ledger_mark(
-                    issuer, f"purge:{t.name}:ack", dict.fromkeys(revoked, acked_ms)
-                )
-            except StoreError as exc:
-                metrics.LEDGER_DROPPED.inc(len(revoked))
-                log.warning("ledger: purge steps for %s not recorded: %s", issuer, exc)
-                continue
-            for ack in revoked.values():
-                metrics.PROPAGATION_STEPS.labels("purge").observe(max(0, acked_ms - ack) / 1000)
+            await self.ledger.mark(issuer, f"purge:{t.name}:req", dict.fromkeys(revoked, sent_ms))
+            await self.ledger.mark(issuer, f"purge:{t.name}:ack", dict.fromkeys(revoked, acked_ms))
 
 
 def _parse_cursor_key(key: str) -> tuple[str, int]:

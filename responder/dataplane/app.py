@@ -169,6 +169,7 @@ class DataPlane:
         if self.max_age_cap:
             self.crl_max_age = min(self.crl_max_age, self.max_age_cap)
         self._issuer_index = issuer_index(self.issuers)
+        self._cdn = self.cdn.enabled  # read on every cached GET
 
     def _issuer_name(self, request: OCSPRequest) -> str | None:
         found = issuer_of(request.cert_ids, self._issuer_index)
@@ -239,7 +240,7 @@ class DataPlane:
         the arena these are the reactor's bytes (the engine's differential tests hold
         its rendering to `render`)."""
         cache = self.cache
-        if cache is None or request.method != b"GET" or request.http10 or self.cdn.enabled:
+        if cache is None or request.method != b"GET" or request.http10 or self._cdn:
             return None
         headers = request.headers
         if b"if-none-match" in headers or b"if-modified-since" in headers:

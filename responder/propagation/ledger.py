@@ -43,9 +43,10 @@ TIMED = frozenset({"signed", "served", "purge", "crl", "probed"})
 
 
 def step_kind(step: str) -> str:
-    """The metric label of a step: purge:<target>:ack -> purge, crl:<origin> -> crl."""
+    """The metric label of a step: purge:<target>:ack -> purge (the CDN took it),
+    purge:<target>:req -> purge_requested (not timed), crl:<origin> -> crl."""
     if step.startswith("purge:"):
-        return "purge"
+        return "purge_requested" if step.endswith(":req") else "purge"
     if step.startswith("crl:"):
         return "crl"
     return step

@@ -396,8 +396,9 @@ class Prober:
         now_ms = int(self.clock() * 1000)
         since = now_ms - self.probe.recent_seconds * 1000
         recent = await self._recent(name, since, now_ms)
+        recent_records = await self.store.get_records(name, list(recent))
         for serial, ack_ms in recent.items():
-            record = (await self.store.get_records(name, [serial])).get(serial)
+            record = recent_records.get(serial)
             if record is None or record.status is not Status.REVOKED:
                 continue
             shard_count = max(1, self.config.issuers[name].crl_shards)

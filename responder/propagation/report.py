@@ -68,8 +68,6 @@ def step_summary(timelines: Sequence[Timeline]) -> dict[str, dict[str, object]]:
     for t in timelines:
         for s in t.steps:
             kind = step_kind(s.name)
-            if s.name.startswith("purge:") and s.name.endswith(":req"):
-                kind = "purge_requested"
             by.setdefault(kind, []).append(s.seconds)
             if s.met is False:
                 late[kind] = late.get(kind, 0) + 1
