@@ -23,6 +23,7 @@ from cryptography.x509.oid import CRLEntryExtensionOID
 
 from .config import IssuerConfig
 from .ingest import MAX_BATCH, Ingestor
+from .inventory.facts import certificate_event_fields
 
 log = logging.getLogger("revocd.import")
 
@@ -177,7 +178,8 @@ _REASON_FLAG_NAMES = {
 def certificate_events(
     directory: Path, issuer: IssuerConfig, issuer_cert: x509.Certificate, report: ImportReport
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """`issued` events for every certificate in a directory that the issuer signed."""
+    """`issued` events, with the certificate, for every certificate in a directory that
+    the issuer signed."""
     for path in sorted(directory.rglob("*")):
         if not path.is_file() or path.suffix.lower() not in CERT_SUFFIXES:
             continue
@@ -208,8 +210,9 @@ def certificate_events(
                 {
                     "type": "issued",
                     "issuer": issuer.name,
-                    "serial": format(cert.serial_number, "x"),
-                    "not_after": cert.not_valid_after_utc.isoformat(),
+                    # the certificate itself: revocd derives serial, notAfter and the
+                    # inventory facts from it (inventory/facts.py)
+                    **certificate_event_fields(cert),
                 },
             )
 

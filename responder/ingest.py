@@ -2,7 +2,11 @@
 
 Three event types reach revocd from a CA or RA:
 
-- `issued`    {issuer, serial, not_after}
+- `issued`    {issuer, serial, not_after} and, all optional, the inventory facts:
+               certificate (PEM or base64 DER: serial, not_after and the facts are then
+               derived from it, and it must verify with the issuer's key) or
+               not_before, subject, sans, key_id, spki_sha256 given directly; owner and
+               profile labels (inventory/facts.py)
 - `revoked`   {issuer, serial, revoked_at, reason (default unspecified),
                invalidity_date?, not_after?}
 - `unrevoked` {issuer, serial}: lifts a certificateHold where the policy allows holds
@@ -14,6 +18,7 @@ the offending field), or `failed` (the store did not confirm durability; the
 event is not acknowledged and can be sent again).
 """
 
+import dataclasses
 import datetime as dt
 import logging
 import re
@@ -23,9 +28,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import trio
+from cryptography import x509
 
 from .config import IssuerConfig
 from .domain.events import Event, EventType, Outcome
+from .inventory.facts import FactsError, derive, given_facts, label, load_certificate
 from .ocsp.der import MAX_TIME, MIN_TIME  # the times revocd can write
 from .ocsp.types import RevocationReason
 from .policy import ALLOWED_REASONS, allows_hold
@@ -45,7 +52,20 @@ CHUNK = 500  # events per store call
 BATCH_MARGIN = 0.5
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 _FIELDS = {
-    "issued": {"type", "issuer", "serial", "not_after"},
+    "issued": {
+        "type",
+        "issuer",
+        "serial",
+        "not_after",
+        "certificate",
+        "not_before",
+        "subject",
+        "sans",
+        "key_id",
+        "spki_sha256",
+        "owner",
+        "profile",
+    },
     "revoked": {"type", "issuer", "serial", "revoked_at", "reason", "invalidity_date", "not_after"},
     "unrevoked": {"type", "issuer", "serial"},
 }
@@ -66,6 +86,9 @@ class EventResult:
     message: str
     issuer: str | None = None
     serial: int | None = None
+    # An `issued` event whose key is on the blocked list (inventory/cascade.py): it is
+    # applied (the CA did issue it) and reported as an anomaly by the caller.
+    blocked_key: str | None = None
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -75,6 +98,8 @@ class EventResult:
         }
         if self.serial is not None:
             out["serial"] = format(self.serial, "x")
+        if self.blocked_key is not None:
+            out["blocked_key"] = self.blocked_key
         return out
 
 
@@ -109,8 +134,15 @@ def parse_serial(value: Any) -> int:
     return serial
 
 
-def parse_event(raw: Any, issuers: Mapping[str, IssuerConfig], now: int, skew: int = 300) -> Event:
-    """Validate one event; raise EventError naming the field."""
+def parse_event(
+    raw: Any,
+    issuers: Mapping[str, IssuerConfig],
+    now: int,
+    skew: int = 300,
+    certificates: Mapping[str, x509.Certificate] | None = None,
+) -> Event:
+    """Validate one event; raise EventError naming the field. `certificates` are the
+    issuers' own, to verify an `issued` event's certificate with."""
     if not isinstance(raw, Mapping):
         raise EventError("event: expected a JSON object")
     kind = raw.get("type")
@@ -129,6 +161,11 @@ def parse_event(raw: Any, issuers: Mapping[str, IssuerConfig], now: int, skew: i
     issuer = issuers.get(issuer_name)
     if issuer is None:
         raise EventError(f"issuer: unknown issuer {issuer_name!r}")
+    if etype is EventType.ISSUED:
+        try:
+            return _issued(raw, issuer_name, (certificates or {}).get(issuer_name))
+        except FactsError as exc:
+            raise EventError(str(exc)) from None
     if "serial" not in raw:
         raise EventError("serial: required")
     serial = parse_serial(raw["serial"])
@@ -137,13 +174,6 @@ def parse_event(raw: Any, issuers: Mapping[str, IssuerConfig], now: int, skew: i
         if seconds > now + skew:
             raise EventError(f"{name}: in the future (more than {skew} s ahead of the clock)")
         return seconds
-
-    if etype is EventType.ISSUED:
-        if "not_after" not in raw:
-            raise EventError("not_after: required for an issued event")
-        return Event(
-            etype, issuer_name, serial, not_after=parse_time(raw["not_after"], "not_after")
-        )
 
     if etype is EventType.UNREVOKED:
         if not allows_hold(issuer.policy):
@@ -187,6 +217,50 @@ def parse_event(raw: Any, issuers: Mapping[str, IssuerConfig], now: int, skew: i
     return Event(etype, issuer_name, serial, not_after, revoked_at, reason, invalidity)
 
 
+def _issued(raw: Mapping[str, Any], issuer: str, issuer_cert: x509.Certificate | None) -> Event:
+    """An `issued` event: serial and not_after given, derived from the certificate, or
+    both (then they must agree), plus the inventory facts."""
+    given_serial = parse_serial(raw["serial"]) if "serial" in raw else None
+    given_after = parse_time(raw["not_after"], "not_after") if "not_after" in raw else None
+    owner = None if raw.get("owner") is None else label(raw["owner"], "owner")
+    profile = None if raw.get("profile") is None else label(raw["profile"], "profile")
+    if "certificate" in raw:
+        for name in ("not_before", "subject", "sans", "key_id", "spki_sha256"):
+            if name in raw:
+                raise EventError(f"{name}: derived from the certificate; do not give both")
+        if issuer_cert is None:
+            raise EventError(f"certificate: issuer {issuer!r}'s certificate is not loaded")
+        derived = derive(load_certificate(raw["certificate"]), issuer_cert)
+        if given_serial is not None and given_serial != derived.serial:
+            raise EventError(
+                f"serial: {format(given_serial, 'x')} but the certificate's is "
+                f"{format(derived.serial, 'x')}"
+            )
+        if given_after is not None and given_after != derived.not_after:
+            raise EventError("not_after: differs from the certificate's notAfter")
+        if derived.serial.bit_length() > MAX_SERIAL_BITS:
+            raise EventError("serial: the certificate's serial is longer than 20 octets")
+        facts = dataclasses.replace(derived.facts, owner=owner, profile=profile)
+        return Event(
+            EventType.ISSUED, issuer, derived.serial, not_after=derived.not_after, facts=facts
+        )
+    if given_serial is None:
+        raise EventError("serial: required")
+    if given_after is None:
+        raise EventError("not_after: required for an issued event")
+    not_before = parse_time(raw["not_before"], "not_before") if "not_before" in raw else None
+    if not_before is not None and not_before > given_after:
+        raise EventError("not_before: after not_after")
+    facts = given_facts(raw, not_before)
+    return Event(
+        EventType.ISSUED,
+        issuer,
+        given_serial,
+        not_after=given_after,
+        facts=facts if facts.to_json() else None,
+    )
+
+
 class Ingestor:
     """Applies event batches to the store and reports a result per event."""
 
@@ -197,8 +271,11 @@ class Ingestor:
         clock_skew: int = 300,
         concurrency: int = 32,
         clock: Callable[[], float] = time.time,
+        certificates: Mapping[str, x509.Certificate] | None = None,
     ) -> None:
         self.store = store
+        # The issuers' certificates, to verify the certificate an `issued` event carries
+        self.certificates = dict(certificates or {})
         self.issuers = issuers
         self.clock_skew = clock_skew
         # Wall-clock time for "in the future" checks and record stamps, injected so
@@ -217,7 +294,7 @@ class Ingestor:
         valid: list[tuple[int, Event]] = []
         for i, raw in enumerate(raw_events):
             try:
-                event = parse_event(raw, self.issuers, now, self.clock_skew)
+                event = parse_event(raw, self.issuers, now, self.clock_skew, self.certificates)
             except EventError as exc:
                 results[i] = EventResult(i, Outcome.REJECTED, str(exc))
                 continue
@@ -233,10 +310,33 @@ class Ingestor:
             valid.append((i, event))
         for result in await self.apply(valid):
             results[result.index] = result
+        await self._mark_blocked(valid, results)
         done = [r for r in results if r is not None]
         counts = {code: sum(1 for r in done if r.result == code) for code in Outcome}
         log.info("event batch of %d: %s", len(raw_events), counts)
         return done
+
+    async def _mark_blocked(
+        self, valid: Sequence[tuple[int, Event]], results: list[EventResult | None]
+    ) -> None:
+        """Name the blocked key of each stored `issued` event that has one. A failed read
+        of the list costs the report, never the acknowledgement (logged)."""
+        keyed = {
+            i: e.facts.spki_sha256
+            for i, e in valid
+            if e.type is EventType.ISSUED and e.facts is not None and e.facts.spki_sha256
+        }
+        if not keyed:
+            return
+        try:
+            blocked = await self.store.blocked_keys(sorted(set(keyed.values())))
+        except StoreError as exc:
+            log.error("blocked keys not checked for %d issued events: %s", len(keyed), exc)
+            return
+        for index, spki in keyed.items():
+            result = results[index]
+            if spki in blocked and result is not None and result.result != Outcome.REJECTED:
+                results[index] = dataclasses.replace(result, blocked_key=spki)
 
     async def apply(self, events: Sequence[tuple[int, Event]]) -> list[EventResult]:
         """Apply validated events; order is kept per certificate."""
@@ -266,6 +366,16 @@ class Ingestor:
                             outcome = await self.store.apply_events(
                                 issuer, partition, [e for _, e in chunk], crl_shards, now
                             )
+                            # Facts after the status: an event is acknowledged only when
+                            # both are stored; a crash between them leaves it unacknowledged,
+                            # and the CA's retry ("unchanged") stores the facts then.
+                            kept = [
+                                e
+                                for (_, e), (code, _) in zip(chunk, outcome, strict=True)
+                                if e.facts is not None and code != Outcome.REJECTED
+                            ]
+                            if kept:
+                                await self.store.put_inventory(issuer, partition, kept)
                         except StoreError as exc:
                             log.error(
                                 "events for %s partition %d not acknowledged: %s",

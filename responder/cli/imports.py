@@ -52,7 +52,12 @@ def run(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         async with configured_store(config) as store:
-            ingest = Ingestor(store, config.issuers, config.clock_skew_seconds)
+            ingest = Ingestor(
+                store,
+                config.issuers,
+                config.clock_skew_seconds,
+                certificates=config.certificates,
+            )
             if args.kind == "index":
                 events = index_events(path, issuer.name, report)
             elif args.kind == "crl":

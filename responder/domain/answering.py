@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from ..ocsp import CertID, CertStatus, SingleAnswer
 from .records import CertRecord, Status
+from .timing import MIN_VALIDITY
 
 T = TypeVar("T")
 
@@ -21,6 +22,13 @@ class NoncePolicy(StrEnum):
 class UnknownAnswer(StrEnum):
     UNKNOWN = "unknown"  # RFC 6960: a serial never issued is `unknown` (BR 4.9.9)
     UNAUTHORIZED = "unauthorized"  # or an `unauthorized` error, as some CAs prefer
+
+
+class ExpiredAnswer(StrEnum):
+    """What a certificate past its notAfter is answered (per issuer: `expired`)."""
+
+    LAST_STATUS = "last_status"  # its last status, as long as revocd keeps the record
+    UNAUTHORIZED = "unauthorized"  # an `unauthorized` error, as for a serial never issued
 
 
 IssuerKey = tuple[int, bytes, bytes]  # hash algorithm, issuer name hash, issuer key hash
@@ -52,15 +60,41 @@ def cacheable(cert_ids: int, echoes: bool) -> bool:
     return cert_ids == 1 and not echoes
 
 
-def unauthorized_for(record: CertRecord | None, unknown: UnknownAnswer) -> bool:
+def unauthorized_for(
+    record: CertRecord | None,
+    unknown: UnknownAnswer,
+    expired: ExpiredAnswer = ExpiredAnswer.LAST_STATUS,
+    now: int = 0,
+) -> bool:
     """Whether a serial revocd never heard of gets `unauthorized` instead of a signed
-    `unknown` (never `good`: BR 4.9.9)."""
-    return record is None and unknown is UnknownAnswer.UNAUTHORIZED
+    `unknown` (never `good`: BR 4.9.9), or an expired certificate does, by the issuer's
+    `expired` policy."""
+    if record is None:
+        return unknown is UnknownAnswer.UNAUTHORIZED
+    return (
+        expired is ExpiredAnswer.UNAUTHORIZED
+        and record.not_after is not None
+        and record.not_after < now
+    )
+
+
+def capped_next_update(this_update: int, next_update: int, not_after: int | None) -> int:
+    """An answer's nextUpdate for a certificate that ends at `not_after`: never past the
+    certificate's own end (stapling servers such as Caddy refuse an answer that outlives
+    the certificate, and nothing is left to say about it after), but never a validity
+    under the BR 4.9.10 minimum of 8 hours either: in its last 8 hours a certificate's
+    answer runs 8 hours from thisUpdate."""
+    if not_after is None or not_after >= next_update:
+        return next_update
+    return max(not_after, this_update + MIN_VALIDITY - 1)
 
 
 def single_for_record(
     cert_id: bytes, record: CertRecord | None, this_update: int, next_update: int
 ) -> SingleAnswer:
+    """The SingleResponse a record answers; its nextUpdate capped by capped_next_update."""
+    if record is not None:
+        next_update = capped_next_update(this_update, next_update, record.not_after)
     if record is None:
         # BR 4.9.9: a serial never reported as issued is never `good`.
         return SingleAnswer(cert_id, CertStatus.UNKNOWN, this_update, next_update)

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from ..ocsp.types import RevocationReason
+from .facts import CertFacts
 
 
 class EventType(StrEnum):
@@ -24,6 +25,9 @@ class Event:
     revoked_at: int | None = None
     reason: RevocationReason | None = None
     invalidity_date: int | None = None
+    # Inventory facts of an `issued` event (inventory/facts.py), kept beside the record;
+    # the status rules never read them.
+    facts: CertFacts | None = None
 
 
 class Outcome(StrEnum):

@@ -91,6 +91,33 @@ def purge_cursor(issuer: str, partition: int, target: str) -> str:
     return tag(issuer, partition) + ":pc:" + target
 
 
+def inventory(issuer: str, partition: int) -> str:
+    """Hash: serial -> the certificate's inventory facts as JSON (inventory/facts.py)."""
+    return tag(issuer, partition) + ":inv"
+
+
+def key_index(issuer: str, partition: int, spki_sha256: str) -> str:
+    """Set: the partition's serials whose SubjectPublicKeyInfo has this SHA-256."""
+    return tag(issuer, partition) + ":k:" + spki_sha256
+
+
+# Hash: SubjectPublicKeyInfo SHA-256 -> why and when it was blocked (inventory/cascade.py)
+BLOCKED_KEYS = "rv:blocked-keys"
+
+
+def campaign(name: str) -> str:
+    """Hash: a revocation campaign's definition and progress (inventory/campaign.py)."""
+    return f"rv:campaign:{{{name}}}"
+
+
+def campaign_serials(name: str) -> str:
+    """List: the campaign's serials in hex, in the order they are revoked."""
+    return f"rv:campaign:{{{name}}}:serials"
+
+
+CAMPAIGNS = "rv:campaigns"  # set of campaign names
+
+
 # Purges that are not certificate changes (CRL publications, AIA changes), as a stream,
 # and each target's position in it
 PURGE_QUEUE = "rv:purges"

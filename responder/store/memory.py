@@ -9,11 +9,13 @@ atomicity across processes and failures are the real store's, and tested there.
 import math
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import trio
 
 from ..config import IssuerConfig
 from ..domain.events import Event, Outcome
+from ..domain.facts import CertFacts
 from ..domain.records import CertRecord
 from ..domain.transitions import apply
 from . import keys
@@ -34,6 +36,8 @@ class MemoryStore:
         self._leases: dict[str, tuple[str, float]] = {}
         self._members: dict[str, dict[str, float]] = {}
         self._subscribers: list[trio.MemorySendChannel[Change]] = []
+        self.facts: dict[tuple[str, int], CertFacts] = {}
+        self.blocked: dict[str, dict[str, Any]] = {}
         # A unit test sets this to make reads fail as a store that is away does.
         self.down = False
 
@@ -48,6 +52,21 @@ class MemoryStore:
             return self._partitions[issuer]
         except KeyError:
             raise StoreError(f"issuer {issuer!r} is not registered with the store") from None
+
+    async def put_inventory(self, issuer: str, partition: int, events: Sequence[Event]) -> None:
+        self._check()
+        for event in events:
+            if event.facts is not None:
+                old = self.facts.get((issuer, event.serial))
+                self.facts[(issuer, event.serial)] = (
+                    event.facts if old is None else old.merged(event.facts)
+                )
+
+    async def blocked_keys(self, hashes: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        self._check()
+        if hashes is None:
+            return dict(self.blocked)
+        return {h: self.blocked[h] for h in hashes if h in self.blocked}
 
     def _check(self) -> None:
         if self.down:

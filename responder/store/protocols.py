@@ -7,7 +7,7 @@ raises only StoreError (errors.py) for the store's failures.
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..domain.events import Event, Outcome
 from ..domain.records import CertRecord
@@ -37,6 +37,13 @@ class EventApplier(Protocol):
         crl_shards: int,
         now: int | None = None,
     ) -> list[tuple[Outcome, str]]: ...
+
+    # The inventory facts of `issued` events, kept as durably as the events
+    async def put_inventory(self, issuer: str, partition: int, events: Sequence[Event]) -> None: ...
+
+    async def blocked_keys(
+        self, hashes: Sequence[str] | None = None
+    ) -> dict[str, dict[str, Any]]: ...
 
 
 class AnswerStorage(Protocol):

@@ -18,3 +18,4 @@ DROP_LEASE = _load("drop_lease")
 HEARTBEAT = _load("heartbeat")
 FENCE_CRL_NUMBER = _load("fence_crl_number")
 LEDGER_MARK = _load("ledger_mark")  # propagation/ledger.py
+PUT_INVENTORY = _load("put_inventory")  # inventory/facts.py

@@ -26,6 +26,7 @@ from coredis.typing import Node
 
 from ..config import ConfigError, IssuerConfig, StoreConfig
 from ..domain.events import Event, Outcome
+from ..domain.facts import CertFacts
 from ..domain.records import CertRecord, Status
 from . import keys
 from .errors import StoreError, maps_driver_errors
@@ -39,6 +40,7 @@ from .scripts import (
     LOOKUP,
     MIGRATE_CHUNK,
     PUT_ANSWERS,
+    PUT_INVENTORY,
     TAKE_LEASE,
 )
 
@@ -199,6 +201,7 @@ class Store:
         self._heartbeat = client.register_script(HEARTBEAT)
         self._fence_crl = client.register_script(FENCE_CRL_NUMBER)
         self._ledger_mark = client.register_script(LEDGER_MARK)
+        self._put_inventory = self.writer.register_script(PUT_INVENTORY)
         # Seconds a revocation's propagation ledger is kept (propagation.retention_days;
         # 0: no ledger). Set by the wiring; the apply script starts each ledger.
         self.ledger_seconds = 0
@@ -568,6 +571,91 @@ class Store:
                 return number
             number = int(_s(got)) + 1
         raise StoreError("CRL number: could not record one above the others (contention)")
+
+    # -- the inventory (responder/inventory/) ---------------------------------------------
+
+    async def put_inventory(self, issuer: str, partition: int, events: Sequence[Event]) -> None:
+        """Keep the facts of `issued` events of one partition, durably as events are:
+        the ingestor acknowledges an event only once its facts are stored too."""
+        items = [e for e in events if e.facts is not None]
+        if not items:
+            return
+        args: list[str | int] = [len(items)]
+        script_keys = [keys.inventory(issuer, partition)]
+        for event in items:
+            assert event.facts is not None
+            spki = event.facts.spki_sha256 or ""
+            args.extend([keys.serial_field(event.serial), event.facts.dumps(), spki])
+            script_keys.append(keys.key_index(issuer, partition, spki) if spki else script_keys[0])
+        with self.writer.ensure_persistence(
+            self._wait_local, self.settings.replicas, self.settings.durability_timeout_ms
+        ):
+            await self._put_inventory(keys=script_keys, args=args)
+
+    async def inventory_facts(self, issuer: str, serials: Sequence[int]) -> dict[int, CertFacts]:
+        out: dict[int, CertFacts] = {}
+
+        async def fetch(p: int, group: list[int]) -> None:
+            found = await self.client.hmget(
+                keys.inventory(issuer, p), [keys.serial_field(s) for s in group]
+            )
+            for serial, raw in zip(group, found, strict=True):
+                if raw is not None:
+                    out[serial] = CertFacts.loads(raw)
+
+        await self._per_partition(issuer, serials, lambda s: s, fetch)
+        return out
+
+    async def inventory_page(
+        self, issuer: str, partition: int, cursor: int, count: int
+    ) -> tuple[int, list[tuple[CertRecord, CertFacts | None]]]:
+        """One HSCAN step over a partition's records, with each record's facts; the next
+        cursor (0: the partition is done)."""
+        cursor, found = await self.client.hscan(
+            keys.certs(issuer, partition), cursor=cursor, count=count
+        )
+        if not found:
+            return int(cursor), []
+        names = list(found)
+        facts = await self.client.hmget(keys.inventory(issuer, partition), names)
+        out = []
+        for name, raw_facts in zip(names, facts, strict=True):
+            serial = int(_s(name), 16)
+            out.append(
+                (
+                    decode_record(serial, found[name]),
+                    None if raw_facts is None else CertFacts.loads(raw_facts),
+                )
+            )
+        return int(cursor), out
+
+    async def serials_with_key(self, issuer: str, spki_sha256: str) -> list[int]:
+        """Every serial of the issuer recorded with this SubjectPublicKeyInfo hash."""
+        out: list[int] = []
+
+        async def one(p: int) -> None:
+            found = await self.client.smembers(keys.key_index(issuer, p, spki_sha256))
+            out.extend(int(_s(m), 16) for m in found)
+
+        async with trio.open_nursery() as nursery:
+            for p in range(self.partitions(issuer)):
+                nursery.start_soon(one, p)
+        return sorted(out)
+
+    async def block_key(self, spki_sha256: str, why: dict[str, Any]) -> bool:
+        """Add a key to the blocked list; False when it was already there."""
+        return bool(await self.client.hsetnx(keys.BLOCKED_KEYS, spki_sha256, json.dumps(why)))
+
+    async def blocked_keys(self, hashes: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        """The blocked keys among `hashes` (all of them when None), with their records."""
+        if hashes is None:
+            found = await self.client.hgetall(keys.BLOCKED_KEYS)
+            return {_s(k): json.loads(_s(v)) for k, v in found.items()}
+        wanted = sorted(set(hashes))
+        if not wanted:
+            return {}
+        values = await self.client.hmget(keys.BLOCKED_KEYS, wanted)
+        return {h: json.loads(_s(v)) for h, v in zip(wanted, values, strict=True) if v}
 
     # -- propagation: the ledger, purge positions, CRL publications ---------------------
 
