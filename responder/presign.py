@@ -289,8 +289,10 @@ class Presigner:
                 metrics.PRESIGN_ERRORS.labels("sign").inc()
                 log.error("pre-sign for %s failed: %s", issuer.name, exc)
                 return 0
-            due = due_at(issuer.schedule, record.serial, this_update, next_update)
-            items.append((record, PreSigned(this_update, next_update, der), due))
+            # the single's own nextUpdate: capped at a certificate's notAfter
+            until = single.next_update or next_update
+            due = due_at(issuer.schedule, record.serial, this_update, until)
+            items.append((record, PreSigned(this_update, until, der), due))
         stored = await self.store.put_answers(issuer.name, items)
         metrics.PRESIGNED.labels(issuer.name, why).inc(stored)
         if self.on_signed is not None:

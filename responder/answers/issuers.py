@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 
 from ..config import IssuerConfig
-from ..domain.answering import NoncePolicy, UnknownAnswer
+from ..domain.answering import ExpiredAnswer, NoncePolicy, UnknownAnswer
 from ..domain.timing import Schedule
 from ..observability import metrics
 from ..ocsp import IssuerHashes
@@ -19,6 +19,7 @@ class IssuerRuntime:
     schedule: Schedule = field(default_factory=Schedule)
     nonce: NoncePolicy = NoncePolicy.ECHO
     unknown: UnknownAnswer = UnknownAnswer.UNKNOWN
+    expired: ExpiredAnswer = ExpiredAnswer.LAST_STATUS
     hashes: IssuerHashes = field(init=False)
     live_signatures: "metrics.Counter" = field(init=False, repr=False)
 

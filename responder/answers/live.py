@@ -174,13 +174,13 @@ class LiveSigner:
             return None
         cache = self.cache
         records: dict[int, CertRecord | None] = {}
+        now = int(self.clock())
         for cid in question.request.cert_ids:
             known, record = cache.get_record(issuer.name, cid.serial)
-            if not known or unauthorized_for(record, issuer.unknown):
+            if not known or unauthorized_for(record, issuer.unknown, issuer.expired, now):
                 return None
             records[cid.serial] = record
         started = time.perf_counter()
-        now = int(self.clock())
         this_update, next_update = issuer.schedule.window(now)
         singles = [
             single_for_record(cid.der, records[cid.serial], this_update, next_update)
@@ -206,7 +206,12 @@ class LiveSigner:
         singles = []
         for cid in question.request.cert_ids:
             record = records.get(cid.serial)
-            if unauthorized_for(record, issuer.unknown):
+            if unauthorized_for(record, issuer.unknown, issuer.expired, now):
+                if record is not None:
+                    raise Unauthorized(
+                        f"serial {cid.serial:x} of {issuer.name} has expired (expired = "
+                        "unauthorized)"
+                    )
                 raise Unauthorized(f"serial {cid.serial:x} was never issued by {issuer.name}")
             singles.append(single_for_record(cid.der, record, this_update, next_update))
         nonce = question.request.nonce if question.wants_nonce else None

@@ -138,6 +138,8 @@ def parse_config(raw: dict[str, Any], base: Path, source: Path | None = None) ->
         dict(_take(raw, "propagation", "", dict, {})), model.PropagationConfig, "propagation."
     )
     probe = _section(dict(_take(raw, "probe", "", dict, {})), model.ProbeConfig, "probe.")
+    inventory = _inventory_config(dict(_take(raw, "inventory", "", dict, {})))
+    siem = _siem_config(_take(raw, "siem", "", list, []), base)
     for key, url in (("ocsp_url", probe.ocsp_url), ("crl_list_url", probe.crl_list_url)):
         if url and not url.startswith(("http://", "https://")):
             raise ConfigError(f"probe.{key}: must be an http(s) URL")
@@ -166,7 +168,62 @@ def parse_config(raw: dict[str, Any], base: Path, source: Path | None = None) ->
         cdn=cdn,
         propagation=propagation,
         probe=probe,
+        inventory=inventory,
+        siem=siem,
     )
+
+
+def _inventory_config(table: dict[str, Any]) -> model.InventoryConfig:
+    w = "inventory."
+    days = _take(table, "expiry_days", w, list, list(model.InventoryConfig.expiry_days))
+    if (
+        not days
+        or len(days) > 10
+        or not all(isinstance(d, int) and not isinstance(d, bool) and 0 < d <= 3650 for d in days)
+    ):
+        raise ConfigError(f"{w}expiry_days: a list of 1 to 10 whole numbers of days, 1 to 3650")
+    return _section(
+        table, model.InventoryConfig, w, expiry_days=tuple(sorted(set(days), reverse=True))
+    )
+
+
+def _siem_config(found: list[Any], base: Path) -> tuple[model.SiemConfig, ...]:
+    sinks: list[model.SiemConfig] = []
+    for i, item in enumerate(found):
+        where = f"siem[{i}]."
+        if not isinstance(item, dict):
+            raise ConfigError(f"siem[{i}]: expected a table ([[siem]])")
+        raw = dict(item)
+        name = _take(raw, "name", where, str, None)
+        if name is None or not ISSUER_NAME.match(name):
+            raise ConfigError(f"{where}name: required, 1-63 characters of a-z, 0-9, '-' and '_'")
+        if any(s.name == name for s in sinks):
+            raise ConfigError(f"{where}name: {name!r} is used twice")
+        paths = {
+            "path": _new_path(raw, "path", where, base),
+            "ca_file": _path(raw, "ca_file", where, base),
+            "cert_file": _path(raw, "cert_file", where, base),
+            "key_file": _path(raw, "key_file", where, base),
+        }
+        sink = _section(raw, model.SiemConfig, where, name=name, **paths)
+        transport = model.SiemTransport
+        if sink.transport is transport.FILE:
+            if sink.path is None:
+                raise ConfigError(f"{where}path: required for transport = file")
+        else:
+            host, _, port = sink.address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(
+                    f"{where}address: host:port of the collector, got {sink.address!r}"
+                )
+        if (sink.cert_file is None) != (sink.key_file is None):
+            raise ConfigError(f"{where}key_file: cert_file and key_file go together")
+        if sink.transport is not transport.TLS and (sink.ca_file or sink.cert_file):
+            raise ConfigError(f"{where}ca_file: only for transport = tls")
+        if not re.match(r"^[!-~]{1,48}$", sink.app_name):
+            raise ConfigError(f"{where}app_name: 1-48 printable ASCII characters (RFC 5424)")
+        sinks.append(sink)
+    return tuple(sinks)
 
 
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
@@ -290,6 +347,7 @@ def _signing_config(
         validity_hours=_one(table, model.IssuerConfig, "validity_hours", where),
         nonce=_one(table, model.IssuerConfig, "nonce", where),
         unknown=_one(table, model.IssuerConfig, "unknown", where),
+        expired=_one(table, model.IssuerConfig, "expired", where),
         hsm=hsm,
         crl=_crl_config(table, where, base, issuer.crl_shards),
         **_aia_config(table, where, base),

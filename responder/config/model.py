@@ -15,7 +15,7 @@ from typing import Any
 
 from cryptography import x509
 
-from ..domain.answering import NoncePolicy, UnknownAnswer
+from ..domain.answering import ExpiredAnswer, NoncePolicy, UnknownAnswer
 from ..http.protocol import Limits as HttpLimits
 from ..policy import Policy
 
@@ -104,6 +104,8 @@ class IssuerConfig:
     validity_hours: int = setting(96, 8, 240)
     nonce: NoncePolicy = setting(NoncePolicy.ECHO)
     unknown: UnknownAnswer = setting(UnknownAnswer.UNKNOWN)
+    # A certificate past its notAfter: its last status, or `unauthorized`
+    expired: ExpiredAnswer = setting(ExpiredAnswer.LAST_STATUS)
     hsm: HsmConfig | None = None
     crl: CrlConfig | None = None
     # AIA (RFC 5280 4.2.2.1): the caIssuers URL(s) the issuer's certificates name.
@@ -291,6 +293,55 @@ class ProbeConfig:
 
 
 @dataclass(frozen=True)
+class InventoryConfig:
+    """[inventory]: the expiry figures of what each issuer has out (inventory/watch.py)."""
+
+    enabled: bool = setting(True)
+    scan_interval_seconds: int = setting(300, 10, 86400)
+    # Thresholds of revocd_inventory_expiring, in days (a list in the file)
+    expiry_days: tuple[int, ...] = (90, 60, 30, 7)
+    # Mass expiry: more than this share of an issuer's valid certificates ending on one
+    # UTC day, and at least mass_expiry_min of them
+    mass_expiry_share: float = setting(0.2, 0.001, 1.0)
+    mass_expiry_min: int = setting(100, 1, 1_000_000_000)
+    # Owner labels on the expiry metric: the busiest N, the rest as "other"
+    owner_labels: int = setting(50, 0, 10_000)
+
+
+class SiemTransport(StrEnum):
+    TCP = "tcp"  # RFC 5424 over TCP, octet-counted frames (RFC 6587 3.4.1)
+    TLS = "tls"  # RFC 5425
+    FILE = "file"  # one line per record, appended (for collectors that tail files)
+
+
+class SiemFormat(StrEnum):
+    JSON = "json"  # the audit record as JSON in the syslog MSG
+    CEF = "cef"  # ArcSight Common Event Format
+    OCSF = "ocsf"  # an OCSF-shaped JSON object
+
+
+@dataclass(frozen=True)
+class SiemConfig:
+    """[[siem]]: one collector the audit log is exported to (siem/exporter.py)."""
+
+    name: str
+    transport: SiemTransport = setting(SiemTransport.TCP)
+    format: SiemFormat = setting(SiemFormat.JSON)
+    address: str = setting("")  # host:port for tcp and tls
+    path: Path | None = None  # file
+    ca_file: Path | None = None  # tls: the collector's CA ("": the system's)
+    cert_file: Path | None = None  # tls: a client certificate, when the collector asks
+    key_file: Path | None = None
+    server_name: str = setting("")  # tls: the name to verify ("": the address's host)
+    facility: int = setting(13, 0, 23)  # 13: log audit (RFC 5424 6.2.1)
+    app_name: str = setting("revocd")
+    batch: int = setting(500, 1, 100_000)  # records per send
+    # How long a send may wait for the collector to have taken every byte
+    timeout_seconds: float = setting(10.0, 1, 300)
+    retry_max_seconds: float = setting(30.0, 1, 3600)
+
+
+@dataclass(frozen=True)
 class TokenConfig:
     name: str
     sha256: str
@@ -313,6 +364,8 @@ class Config:
     cdn: CdnConfig = field(default_factory=CdnConfig)
     propagation: PropagationConfig = field(default_factory=PropagationConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    inventory: InventoryConfig = field(default_factory=InventoryConfig)
+    siem: tuple[SiemConfig, ...] = ()
     # Issuer name -> its certificate: resolved data (resolve_config), not a setting;
     # empty until the configuration is resolved.
     certificates: Mapping[str, x509.Certificate] = field(default_factory=dict, repr=False)

@@ -5,6 +5,8 @@
     GET  /v1/issuers/{issuer}/certificates/{serial}/propagation
                                                        when its revocation reached each
                                                        serving point (propagation/ledger.py)
+    GET  /v1/inventory, /v1/inventory/expiry,
+    POST /v1/revoke-by-key, GET /v1/blocked-keys       the inventory (control/inventory.py)
     GET  /metrics                                      Prometheus exposition
     GET  /healthz                                      the process is alive
     GET  /readyz                                       store reachable, signers work
@@ -28,12 +30,12 @@ from ..answers.issuers import IssuerRuntime
 from ..audit.trail import AuditTrail, Entry
 from ..config import TokenConfig
 from ..config.model import PropagationConfig
-from ..ingest import BatchTooLarge, EventError, Ingestor, parse_serial
+from ..ingest import BatchTooLarge, EventError, EventResult, Ingestor, parse_serial
 from ..observability import metrics
 from ..observability.export import exposition
 from ..propagation.ledger import read_timeline
 from ..store import Store, StoreError
-from . import strictjson
+from . import inventory, strictjson
 
 log = logging.getLogger("revocd.control")
 AUDIT_EVENT_BYTES = 4096  # larger pushed events are recorded by hash and size
@@ -47,10 +49,21 @@ ROUTES = (
     ("POST", "/v1/events"),
     ("GET", "/v1/issuers/{issuer}/certificates/{serial}"),
     ("GET", "/v1/issuers/{issuer}/certificates/{serial}/propagation"),
+    ("GET", "/v1/inventory"),
+    ("GET", "/v1/inventory/expiry"),
+    ("POST", "/v1/revoke-by-key"),
+    ("GET", "/v1/blocked-keys"),
     ("GET", "/metrics"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
 )
+
+_INVENTORY_ROUTES = {
+    "/v1/inventory": "GET",
+    "/v1/inventory/expiry": "GET",
+    "/v1/revoke-by-key": "POST",
+    "/v1/blocked-keys": "GET",
+}
 
 T = TypeVar("T")
 Scope = dict[str, Any]
@@ -145,6 +158,14 @@ class ControlApp:
             _only(method, "POST")
             token = await self._authenticate(scope)
             return await self._events(scope, receive, token)
+        if path in _INVENTORY_ROUTES:
+            _only(method, _INVENTORY_ROUTES[path])
+            token = await self._authenticate(scope)
+            try:
+                found = await self._inventory(path, scope, receive, token)
+            except inventory.InventoryError as exc:
+                raise HTTPError(exc.status, str(exc)) from None
+            return 200, _json(found), b"application/json", []
         parts = path.strip("/").split("/")
         if len(parts) == 5 and parts[:2] == ["v1", "issuers"] and parts[3] == "certificates":
             _only(method, "GET")
@@ -160,6 +181,41 @@ class ControlApp:
             token = await self._authenticate(scope)
             return await self._propagation(parts[2], parts[4], token)
         raise HTTPError(404, "no such endpoint")
+
+    async def _inventory(
+        self, path: str, scope: Scope, receive: Receive, token: TokenConfig
+    ) -> dict[str, Any]:
+        names = list(self.issuers)
+        if path == "/v1/inventory":
+            now = int(self.clock())
+            return await self._read(
+                lambda: inventory.list_inventory(
+                    self.store, scope.get("query_string", b""), token, names, now
+                )
+            )
+        if path == "/v1/inventory/expiry":
+            return await self._read(lambda: inventory.expiry_summary(self.store, token, names))
+        if path == "/v1/blocked-keys":
+            found = await self._read(lambda: self.store.blocked_keys())
+            return {"blocked_keys": [{"spki_sha256": k, **v} for k, v in sorted(found.items())]}
+        payload = await self._json_body(receive)
+        client = (scope.get("client") or ("?", 0))[0]
+        try:
+            return await inventory.revoke_by_key(
+                self.store, self.ingest, self.audit, payload, token, names, client, self.clock
+            )
+        except StoreError as exc:
+            raise HTTPError(503, f"store: unavailable ({exc})", RETRY) from None
+
+    async def _json_body(self, receive: Receive) -> Any:
+        try:
+            return strictjson.loads(await self._body(receive))
+        except strictjson.DuplicateKey as exc:
+            raise HTTPError(422, str(exc)) from None
+        except strictjson.JsonTooDeep as exc:
+            raise HTTPError(400, str(exc)) from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise HTTPError(400, f"body: not JSON ({exc})") from None
 
     async def _authenticate(self, scope: Scope) -> TokenConfig:
         header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
@@ -212,14 +268,7 @@ class ControlApp:
     async def _events(
         self, scope: Scope, receive: Receive, token: TokenConfig
     ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
-        try:
-            payload = strictjson.loads(await self._body(receive))
-        except strictjson.DuplicateKey as exc:
-            raise HTTPError(422, str(exc)) from None
-        except strictjson.JsonTooDeep as exc:
-            raise HTTPError(400, str(exc)) from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise HTTPError(400, f"body: not JSON ({exc})") from None
+        payload = await self._json_body(receive)
         if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
             raise HTTPError(400, "events: required, a list of event objects")
         allowed = None if "*" in token.issuers else set(token.issuers)
@@ -236,6 +285,7 @@ class ControlApp:
         entries: list[Entry] = []
         revoked: dict[str, int] = {}
         unknown_issuers: set[str] = set()
+        blocked: list[tuple[str, EventResult]] = []
         for result, raw in zip(results, payload["events"], strict=True):
             counts[result.result] += 1
             if result.issuer is not None:
@@ -251,12 +301,24 @@ class ControlApp:
                 and raw.get("type") == "revoked"
             ):
                 revoked[str(result.issuer)] = revoked.get(str(result.issuer), 0) + 1
+            if result.blocked_key is not None:
+                blocked.append((str(result.issuer), result))
             if result.message and result.message.startswith("issuer: unknown issuer"):
                 unknown_issuers.add(str(raw.get("issuer")) if isinstance(raw, dict) else "?")
         # Applied events must be recorded even if the request is cancelled now (client
         # gone, shutdown): the write is a bounded local append.
         with trio.CancelScope(shield=True):
             written = await self.audit.record_many(entries)
+        for name, result in blocked:
+            metrics.BLOCKED_KEY_ISSUANCES.labels(name).inc()
+            await self.audit.anomaly(
+                "blocked_key",
+                issuer=name,
+                serial=format(result.serial or 0, "x"),
+                spki_sha256=result.blocked_key,
+                token=token.name,
+                source=client,
+            )
         for name in sorted(unknown_issuers):
             await self.audit.anomaly(
                 "unknown_issuer", issuer=name[:200], token=token.name, source=client

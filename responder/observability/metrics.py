@@ -296,3 +296,66 @@ PROBE_PROBLEMS = Gauge(
     ["check"],
     multiprocess_mode="max",
 )
+INVENTORY_CERTIFICATES = Gauge(
+    "revocd_inventory_certificates",
+    "Certificates in the inventory at its last scan, by issuer and state (valid, revoked, expired)",
+    ["issuer", "state"],
+    multiprocess_mode="max",
+)
+INVENTORY_EXPIRING = Gauge(
+    "revocd_inventory_expiring",
+    "Valid certificates whose notAfter falls within the next N days, by issuer, owner "
+    "(inventory.owner_labels busiest owners; the rest as 'other', none as 'unassigned') "
+    "and N (inventory.expiry_days)",
+    ["issuer", "owner", "within_days"],
+    multiprocess_mode="max",
+)
+INVENTORY_BUSIEST_DAY_SHARE = Gauge(
+    "revocd_inventory_busiest_expiry_day_share",
+    "Share of an issuer's valid certificates expiring on its busiest coming day (UTC)",
+    ["issuer"],
+    multiprocess_mode="max",
+)
+INVENTORY_MASS_EXPIRY = Gauge(
+    "revocd_inventory_mass_expiry",
+    "1 while an issuer's busiest coming expiry day holds more than "
+    "inventory.mass_expiry_share of its valid certificates (and at least "
+    "inventory.mass_expiry_min)",
+    ["issuer"],
+    multiprocess_mode="max",
+)
+INVENTORY_SCAN = Gauge(
+    "revocd_inventory_last_scan_timestamp_seconds",
+    "When the inventory was last scanned for the expiry figures",
+    multiprocess_mode="max",
+)
+BLOCKED_KEY_ISSUANCES = Counter(
+    "revocd_blocked_key_issuances_total",
+    "Issued events for a certificate whose key is on the blocked list",
+    ["issuer"],
+)
+CASCADE_REVOCATIONS = Counter(
+    "revocd_key_cascade_revocations_total",
+    "Certificates revoked or moved to keyCompromise by revoke-by-key, by issuer",
+    ["issuer"],
+)
+SIEM_EXPORTED = Counter(
+    "revocd_siem_exported_total", "Audit records the SIEM collector has taken", ["sink"]
+)
+SIEM_ERRORS = Counter(
+    "revocd_siem_errors_total",
+    "SIEM export failures (connect, send, unconfirmed delivery, unreadable audit log)",
+    ["sink", "kind"],
+)
+SIEM_LAG = Gauge(
+    "revocd_siem_lag_records",
+    "Audit records written but not yet taken by the SIEM collector",
+    ["sink"],
+    multiprocess_mode="max",
+)
+SIEM_CONNECTED = Gauge(
+    "revocd_siem_connected",
+    "1 while the exporter holds a connection to the collector",
+    ["sink"],
+    multiprocess_mode="max",
+)

@@ -40,11 +40,14 @@ from ..dataplane.workers import WorkerPool
 from ..http.protocol import Limits
 from ..http.reactor import ArenaReader
 from ..ingest import Ingestor
+from ..inventory.watch import InventoryWatcher
 from ..keys.lifecycle import CertificateWatcher
 from ..observability.logs import WORKER_ENV, setup_logging
 from ..observability.summary import log_summaries
 from ..propagation.ledger import Ledger
+from ..siem.exporter import Sink
 from ..store import Store
+from ..store.leases import Leases
 from .system import data_socket, raise_fd_limit, stop_on_signals
 from .wiring import (
     config_summary,
@@ -202,7 +205,9 @@ async def run_service(
     # run left; this process owns it: its change feed keeps it right.
     arena = open_arena(config, create=True)
     async with configured_store(config) as store:
-        ingest = Ingestor(store, config.issuers, config.clock_skew_seconds)
+        ingest = Ingestor(
+            store, config.issuers, config.clock_skew_seconds, certificates=config.certificates
+        )
         sock = data_socket(config.server.host, config.server.port, config.server.workers > 1)
         data_port = sock.getsockname()[1]
         pool = None
@@ -250,6 +255,18 @@ async def run_service(
                 nursery.start_soon(CertificateWatcher(issuers, audit=trail).run)
                 nursery.start_soon(trail.flush_suppressed)
                 nursery.start_soon(watch_store, store)
+                if config.inventory.enabled:
+                    nursery.start_soon(
+                        InventoryWatcher(
+                            store,
+                            list(config.issuers),
+                            config.inventory,
+                            trail,
+                            Leases(store, ttl=config.store.lease_seconds),
+                        ).run
+                    )
+                for sink in config.siem:
+                    nursery.start_soon(Sink(sink, config.audit_file, config.state_dir).run)
                 if config.server.log_summary_seconds:
                     nursery.start_soon(log_summaries, config.server.log_summary_seconds)
                 crls = (

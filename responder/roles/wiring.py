@@ -90,6 +90,7 @@ def issuer_runtime(issuer: IssuerConfig, cert: x509.Certificate) -> IssuerRuntim
         Schedule(validity=issuer.validity_hours * HOUR - 1),
         nonce=issuer.nonce,
         unknown=issuer.unknown,
+        expired=issuer.expired,
     )
 
 

@@ -26,6 +26,8 @@ SECTIONS = {
     "`[[cdn.purge]]`": model.PurgeTargetConfig,
     "`[propagation]`": model.PropagationConfig,
     "`[probe]`": model.ProbeConfig,
+    "`[inventory]`": model.InventoryConfig,
+    "`[[siem]]`": model.SiemConfig,
 }
 
 

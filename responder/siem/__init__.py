@@ -1,0 +1,1 @@
+"""SIEM export of the audit log (exporter.py) in the formats SIEMs take (formats.py)."""
