@@ -9,10 +9,34 @@ from collections.abc import Callable, Sequence
 
 from .. import __version__
 from ..observability.logs import FORMAT_ENV, setup_logging
-from . import audit, crl, demo, imports, presign, probe, push, report, responder_key, serve
+from . import (
+    audit,
+    crl,
+    demo,
+    imports,
+    inventory,
+    presign,
+    probe,
+    push,
+    report,
+    responder_key,
+    serve,
+)
 
 # In `revocd --help` order.
-COMMANDS = (demo, serve, presign, responder_key, crl, imports, push, audit, probe, report)
+COMMANDS = (
+    demo,
+    serve,
+    presign,
+    responder_key,
+    crl,
+    imports,
+    push,
+    inventory,
+    audit,
+    probe,
+    report,
+)
 # Long-running commands log JSON by default (for log shippers); the others text.
 SERVICES = {"serve", "presign"}
 

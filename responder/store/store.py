@@ -657,6 +657,34 @@ class Store:
         values = await self.client.hmget(keys.BLOCKED_KEYS, wanted)
         return {h: json.loads(_s(v)) for h, v in zip(wanted, values, strict=True) if v}
 
+    # -- revocation campaigns (inventory/campaign.py) ------------------------------------
+
+    async def campaign_get(self, name: str) -> dict[str, str]:
+        found = await self.client.hgetall(keys.campaign(name))
+        return {_s(k): _s(v) for k, v in found.items()}
+
+    async def campaign_set(self, name: str, fields: dict[str, str]) -> None:
+        await self.client.hset(keys.campaign(name), fields)
+
+    async def campaign_create(
+        self, name: str, fields: dict[str, str], serials: Sequence[str], chunk: int
+    ) -> None:
+        """The serials first, the definition last: a crash while storing leaves no
+        campaign, only a list the next create replaces."""
+        key = keys.campaign_serials(name)
+        await self.client.delete([key])
+        for start in range(0, len(serials), chunk):
+            await self.client.rpush(key, list(serials[start : start + chunk]))
+        await self.client.hset(keys.campaign(name), fields)
+        await self.client.sadd(keys.CAMPAIGNS, [name])
+
+    async def campaign_serials(self, name: str, start: int, count: int) -> list[str]:
+        found = await self.client.lrange(keys.campaign_serials(name), start, start + count - 1)
+        return [_s(s) for s in found]
+
+    async def campaign_names(self) -> list[str]:
+        return sorted(_s(n) for n in await self.client.smembers(keys.CAMPAIGNS))
+
     # -- propagation: the ledger, purge positions, CRL publications ---------------------
 
     async def ledger_mark(self, issuer: str, step: str, values: dict[int, int]) -> dict[int, int]:

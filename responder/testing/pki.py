@@ -222,9 +222,11 @@ def make_leaf(
     key_type: str = "ec-p256",
     days: int = 90,
     ca_issuers_url: str | None = None,
+    key: CertificateIssuerPrivateKeyTypes | None = None,
 ) -> Issued:
-    """A TLS server certificate as a public CA would issue it."""
-    key = new_key(key_type)
+    """A TLS server certificate as a public CA would issue it; `key` certifies a key
+    another certificate has too (the key-compromise cascade's case)."""
+    key = key or new_key(key_type)
     now = _now()
     builder = _builder(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_name)]),

@@ -1,0 +1,144 @@
+"""A revocation campaign of 100,000 serials, SIGKILLed part way and run again: every
+certificate ends revoked once (record version 2: issued, then revoked, never a second
+change), with the campaign's one revocationDate and reason; the dry run changes
+nothing; the CCADB counts are right before, during and after."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from responder.config import IssuerConfig
+from responder.domain.records import Status
+from responder.ocsp.types import RevocationReason
+from responder.store import Store
+
+from ..store_helpers import with_store
+
+pytestmark = pytest.mark.slow
+TOTAL = 100_000
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "responder", *args]
+
+
+def test_campaign_of_100k_killed_and_resumed_applies_nothing_twice(
+    tmp_path: Path, test_pki, valkey_standalone
+):
+    issuer = f"camp{os.getpid()}"
+    (tmp_path / "revocd.toml").write_text(f"""
+state_dir = "state"
+[store]
+url = "{valkey_standalone.url}"
+[issuers.{issuer}]
+certificate = "{test_pki.dir / "issuer.pem"}"
+key = "{test_pki.dir / "issuer.key"}"
+partitions = 16
+""")
+    config = {issuer: IssuerConfig(issuer, test_pki.dir / "issuer.pem", partitions=16)}
+    serials = [0x7000000 + i for i in range(TOTAL)]
+    # 200 of them already expired: the counts name them, the campaign revokes them too
+    expired = set(serials[:200])
+
+    async def issue(store: Store, ingest) -> None:
+        for start in range(0, TOTAL, 10_000):
+            events = [
+                {
+                    "type": "issued",
+                    "issuer": issuer,
+                    "serial": format(s, "x"),
+                    "not_after": "2020-01-01T00:00:00Z" if s in expired else "2030-01-01T00:00:00Z",
+                }
+                for s in serials[start : start + 10_000]
+            ]
+            results = await ingest.submit(events)
+            assert {r.result for r in results} == {"applied"}
+
+    with_store(valkey_standalone.url, issue, config)
+    serial_file = tmp_path / "serials.txt"
+    serial_file.write_text(
+        "# the incident's serials\n" + "\n".join(format(s, "x") for s in serials)
+    )
+    cfg = str(tmp_path / "revocd.toml")
+    base = ["campaign", "run", "-c", cfg, "--name", "incident-1", "--issuer", issuer]
+    base += ["--serials", str(serial_file), "--reason", "superseded"]
+
+    # dry run: counts, nothing stored, nothing revoked
+    dry = subprocess.run(cli(*base), capture_output=True, text=True, timeout=120)
+    assert dry.returncode == 0, dry.stderr
+    plan = json.loads(dry.stdout)
+    assert plan["dry_run"] is True
+    assert plan["counts"] == {
+        "total": TOTAL, "revoked": 0, "not_revoked": TOTAL - 200, "expired": 200, "unknown": 0
+    }  # fmt: skip
+
+    # the real run, killed part way
+    proc = subprocess.Popen(
+        cli(*base, "--apply", "--rate", "20000"), stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stderr is not None
+    sent = 0
+    deadline = time.monotonic() + 120
+    for line in proc.stderr:
+        if "sent" in line and line.startswith("campaign incident-1:"):
+            sent = int(line.split(":", 1)[1].split("/")[0])
+            if sent >= 30_000:
+                break
+        assert time.monotonic() < deadline, "the campaign made no progress"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 30_000 <= sent < TOTAL
+
+    status = subprocess.run(
+        cli("campaign", "status", "-c", cfg, "--name", "incident-1"),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert status.returncode == 0, status.stderr
+    during = json.loads(status.stdout)[0]
+    assert during["position"] >= sent and during["position"] < TOTAL
+    assert 0 < during["counts"]["revoked"] < TOTAL
+    assert (
+        during["counts"]["revoked"] + during["counts"]["not_revoked"] + during["counts"]["expired"]
+        == TOTAL
+    )
+
+    # run again: goes on from the stored position
+    done = subprocess.run(
+        cli("campaign", "run", "-c", cfg, "--name", "incident-1", "--apply", "--rate", "50000"),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    final = json.loads(done.stdout)
+    assert final["position"] == TOTAL and final["finished_at"] > 0
+    assert final["counts"] == {
+        "total": TOTAL, "revoked": TOTAL, "not_revoked": 0, "expired": 0, "unknown": 0
+    }  # fmt: skip
+    # what the killed run had sent and the second run sent again was `unchanged`
+    assert final["applied"] <= TOTAL
+    assert final["rejected"] == 0 and final["failed"] == 0
+
+    async def check(store: Store, ingest) -> list[str]:
+        problems = []
+        for start in range(0, TOTAL, 10_000):
+            chunk = serials[start : start + 10_000]
+            records = await store.get_records(issuer, chunk)
+            for s in chunk:
+                r = records[s]
+                if r.status is not Status.REVOKED or r.version != 2:
+                    problems.append(f"{s:x}: {r.status} version {r.version}")
+                elif (
+                    r.reason is not RevocationReason.SUPERSEDED
+                    or r.revoked_at != final["revoked_at"]
+                ):
+                    problems.append(f"{s:x}: {r.reason} at {r.revoked_at}")
+        return problems
+
+    assert with_store(valkey_standalone.url, check, config) == []
+    audit = (tmp_path / "state" / "audit.log").read_text()
+    assert '"kind":"campaign.created"' in audit and '"kind":"campaign.finished"' in audit
