@@ -68,14 +68,14 @@ partitions = 4
                 "not_after": now_iso(-86400),
                 "spki_sha256": k,
                 "owner": "payments",
-            },  # fmt: skip
+            },
             {
                 "type": "revoked",
                 "issuer": "alpha",
                 "serial": "a2",
                 "revoked_at": now_iso(-7200),
                 "reason": "superseded",
-            },  # fmt: skip
+            },
         ]
         status, body = served.push(*events)
         assert status == 200, body
@@ -101,8 +101,12 @@ partitions = 4
         # by key across issuers; expiring within 100 days; pages of one
         status, found, _ = served.control("GET", f"/v1/inventory?spki_sha256={k}")
         assert {(c["issuer"], c["serial"]) for c in found["certificates"]} == {
-            ("alpha", "a1"), ("alpha", "a2"), ("beta", "b1"), ("gamma", "61"), ("gamma", "62")
-        }  # fmt: skip
+            ("alpha", "a1"),
+            ("alpha", "a2"),
+            ("beta", "b1"),
+            ("gamma", "61"),
+            ("gamma", "62"),
+        }
         status, found, _ = served.control("GET", "/v1/inventory?status=expired")
         assert [c["serial"] for c in found["certificates"]] == ["62"]
         seen, cursor = [], ""
@@ -130,8 +134,9 @@ partitions = 4
         )
         assert status == 200 and plan["dry_run"] is True
         assert {c["serial"]: c["action"] for c in plan["certificates"]} == {
-            "a1": "revoke", "a2": "to_key_compromise"
-        }  # fmt: skip
+            "a1": "revoke",
+            "a2": "to_key_compromise",
+        }
         assert served.control("GET", "/v1/issuers/alpha/certificates/a1")[1]["status"] == "good"
         assert served.control("GET", "/v1/blocked-keys")[1]["blocked_keys"] == []
 
@@ -154,8 +159,10 @@ partitions = 4
 
         # with the all-issuer token: the rest; the expired one left alone
         status, done, _ = served.control(
-            "POST", "/v1/revoke-by-key", {"certificate": whole("beta", b1)["certificate"],
-                                          "apply": True})  # fmt: skip
+            "POST",
+            "/v1/revoke-by-key",
+            {"certificate": whole("beta", b1)["certificate"], "apply": True},
+        )
         assert status == 200 and done["newly_blocked"] is False
         assert done["counts"] == {"revoke": 2, "to_key_compromise": 0, "already": 2, "expired": 1}
         for issuer, serial in (("beta", "b1"), ("gamma", "61")):
@@ -190,8 +197,16 @@ partitions = 4
         other = spki_sha256(a3.cert)
         a3_file = d / "a3.pem"
         a3_file.write_bytes(a3.cert_pem)
-        cmd = [sys.executable, "-m", "responder", "revoke-by-key", "-c", str(d / "revocd.toml"),
-               "--certificate", str(a3_file)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "responder",
+            "revoke-by-key",
+            "-c",
+            str(d / "revocd.toml"),
+            "--certificate",
+            str(a3_file),
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["counts"]["revoke"] == 1 and "dry run" in out.stderr

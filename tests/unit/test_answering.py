@@ -64,3 +64,33 @@ def test_unknown_serials_are_unknown_or_unauthorized_by_the_issuers_choice():
     assert not unauthorized_for(None, UnknownAnswer.UNKNOWN)
     assert unauthorized_for(None, UnknownAnswer.UNAUTHORIZED)
     assert not unauthorized_for(GOOD, UnknownAnswer.UNAUTHORIZED)
+
+
+def test_next_update_never_passes_not_after_nor_goes_under_the_br_minimum():
+    from responder.domain.answering import capped_next_update
+    from responder.domain.timing import DAY, HOUR
+
+    t = 1_800_000_000
+    week = t + 7 * DAY
+    # a long-lived certificate: the schedule's nextUpdate
+    assert capped_next_update(t, t + 4 * DAY, week) == t + 4 * DAY
+    # a 2-day certificate: the answer ends with it
+    assert capped_next_update(t, t + 4 * DAY, t + 2 * DAY) == t + 2 * DAY
+    # in its last hours: 8 hours from thisUpdate (BR 4.9.10 counts inclusively)
+    assert capped_next_update(t, t + 4 * DAY, t + HOUR) == t + 8 * HOUR - 1
+    assert capped_next_update(t, t + 4 * DAY, None) == t + 4 * DAY
+    short = CertRecord(1, Status.GOOD, t + 2 * DAY, 1, 0, 0)
+    assert single_for_record(CID, short, t, t + 4 * DAY).next_update == t + 2 * DAY
+    assert single_for_record(CID, None, t, t + 4 * DAY).next_update == t + 4 * DAY
+
+
+def test_an_expired_certificate_is_answered_by_the_issuers_policy():
+    from responder.domain.answering import ExpiredAnswer, UnknownAnswer, unauthorized_for
+
+    expired = CertRecord(1, Status.GOOD, 1_000, 1, 0, 0)
+    assert not unauthorized_for(expired, UnknownAnswer.UNKNOWN, ExpiredAnswer.LAST_STATUS, 2_000)
+    assert unauthorized_for(expired, UnknownAnswer.UNKNOWN, ExpiredAnswer.UNAUTHORIZED, 2_000)
+    # not yet expired, or with no known notAfter: its status
+    assert not unauthorized_for(expired, UnknownAnswer.UNKNOWN, ExpiredAnswer.UNAUTHORIZED, 999)
+    unknown_end = CertRecord(1, Status.REVOKED, None, 1, 0, 0, 5, RevocationReason.SUPERSEDED)
+    assert not unauthorized_for(unknown_end, UnknownAnswer.UNKNOWN, ExpiredAnswer.UNAUTHORIZED, 9)
