@@ -272,9 +272,12 @@ class Presigner:
         self, issuer: IssuerRuntime, records: list[CertRecord], why: str
     ) -> int:
         """Sign SHA-1-CertID answers (what RFC 9919 clients ask for) and store them."""
+        now = int(self.clock())
+        # nothing pre-signed for an expired certificate (the sweep skips them too): it is
+        # answered live, by the issuer's `expired` policy
+        records = [r for r in records if not expired(r, now)]
         if not records:
             return 0
-        now = int(self.clock())
         this_update, next_update = issuer.schedule.window(now)
         items: list[tuple[CertRecord, PreSigned, int]] = []
         for record in records:

@@ -6,7 +6,7 @@ from typing import Protocol
 
 import trio
 
-from ..domain.answering import cert_status_name
+from ..domain.answering import cert_status_name, unauthorized_for
 from ..domain.records import CertRecord
 from ..observability import metrics
 from ..ocsp import HashAlgorithm
@@ -130,6 +130,9 @@ class PresignedSource:
         if (
             presigned is not None
             and cid.hash_algorithm == HashAlgorithm.SHA1
+            # an expired certificate under `expired = "unauthorized"`: the next source
+            # refuses it, whatever was signed before the end
+            and not unauthorized_for(record, issuer.unknown, issuer.expired, int(self.clock()))
             and self.clock()
             < issuer.schedule.refresh_at(presigned.this_update, presigned.next_update)
         ):
