@@ -13,9 +13,10 @@ STAMP  := $(VENV)/.revocd-installed
 # softhsm2 (PKCS#11 token), nginx (stapling server, benchmark anchor), curl, wrk and
 # ab (apache2-utils) for the benchmarks, prometheus for promtool (checks and unit-tests
 # deploy/prometheus/alerts.yml), systemd for systemd-analyze (verifies deploy/systemd),
-# varnish with varnish-modules (vmod-xkey) as the purged CDN edge (deploy/varnish).
-DEB_PACKAGES := openssl softhsm2 nginx curl wrk apache2-utils prometheus systemd varnish varnish-modules
-DEB_BINARIES := openssl softhsm2-util nginx curl wrk ab promtool systemd-analyze varnishd
+# varnish with varnish-modules (vmod-xkey) as the purged CDN edge (deploy/varnish),
+# rsyslog with rsyslog-gnutls as the SIEM collector over TCP and TLS (RFC 5425).
+DEB_PACKAGES := openssl softhsm2 nginx curl wrk apache2-utils prometheus systemd varnish varnish-modules rsyslog rsyslog-gnutls
+DEB_BINARIES := openssl softhsm2-util nginx curl wrk ab promtool systemd-analyze varnishd rsyslogd
 
 .PHONY: all venv ext sysdeps test lint typecheck unit suite run bench clean
 
@@ -36,6 +37,7 @@ ext: venv
 sysdeps:
 	@missing=""; for b in $(DEB_BINARIES); do command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; done; \
 	ls /usr/lib/*/varnish/vmods/libvmod_xkey.so >/dev/null 2>&1 || missing="$$missing vmod-xkey"; \
+	ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || missing="$$missing rsyslog-gnutls"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages ($(DEB_PACKAGES)); missing:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
@@ -67,6 +69,7 @@ bench: venv ext sysdeps
 	$(PY) loadtests/bench_core.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_store.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_ledger.py --write docs/benchmarks.md
+	$(PY) loadtests/bench_certparse.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_presign.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_http.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_crl_loop.py --write docs/benchmarks.md

@@ -290,6 +290,26 @@ class Ingestor:
         if len(raw_events) > MAX_BATCH:
             raise BatchTooLarge(f"events: at most {MAX_BATCH} per batch, got {len(raw_events)}")
         now = int(self.clock())
+        if any(isinstance(raw, Mapping) and "certificate" in raw for raw in raw_events):
+            # A certificate costs a signature check (~0.1-0.3 ms, docs/benchmarks.md): a
+            # batch of them is validated in a worker thread, so the event loop that also
+            # answers the control plane and runs the pre-signer is not held for seconds.
+            results, valid = await trio.to_thread.run_sync(
+                self._validate, raw_events, allowed_issuers, now
+            )
+        else:
+            results, valid = self._validate(raw_events, allowed_issuers, now)
+        for result in await self.apply(valid):
+            results[result.index] = result
+        await self._mark_blocked(valid, results)
+        done = [r for r in results if r is not None]
+        counts = {code: sum(1 for r in done if r.result == code) for code in Outcome}
+        log.info("event batch of %d: %s", len(raw_events), counts)
+        return done
+
+    def _validate(
+        self, raw_events: Sequence[Any], allowed_issuers: set[str] | None, now: int
+    ) -> tuple[list[EventResult | None], list[tuple[int, Event]]]:
         results: list[EventResult | None] = [None] * len(raw_events)
         valid: list[tuple[int, Event]] = []
         for i, raw in enumerate(raw_events):
@@ -308,13 +328,7 @@ class Ingestor:
                 )
                 continue
             valid.append((i, event))
-        for result in await self.apply(valid):
-            results[result.index] = result
-        await self._mark_blocked(valid, results)
-        done = [r for r in results if r is not None]
-        counts = {code: sum(1 for r in done if r.result == code) for code in Outcome}
-        log.info("event batch of %d: %s", len(raw_events), counts)
-        return done
+        return results, valid
 
     async def _mark_blocked(
         self, valid: Sequence[tuple[int, Event]], results: list[EventResult | None]

@@ -196,17 +196,96 @@ aia_extra_certificates = ["root.pem"]
     return path
 
 
-async def populate(running: Running, demo: DemoPKI, certs: int) -> dict[str, int]:
-    """Register the sample certificates and N-2 others; revoke the revoked sample and ~5%."""
-    not_after = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 90 * 86400))
+# The demo's certificates are made and registered whole (the inventory gets their facts)
+# up to this many; beyond it, with facts given directly, since a signature check costs
+# ~0.3 ms per event (docs/benchmarks.md) and the mass-revocation drill registers 100,000.
+WHOLE_CERTIFICATES = 5000
+OWNERS = ("payments", "search", "mail", "identity")
+PROFILES = ("tls-server", "tls-client")
+DEMO_KEYS = 16  # subject keys shared among the demo's certificates (a cascade finds them)
+
+
+def demo_days(i: int) -> int:
+    """Validity of the demo's i-th certificate: spread over 5 to 398 days, so the expiry
+    figures have something in every threshold and no one day stands out."""
+    return 5 + (i * 37) % 394
+
+
+def demo_certificates(directory: Path, serials: list[int], base_url: str) -> list[str]:
+    """Leaf certificates for `serials`, base64 DER, as the demo CA would issue them."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+
+    issuer = pki.Issued(
+        x509.load_pem_x509_certificate((directory / "issuer.pem").read_bytes()),
+        serialization.load_pem_private_key(  # type: ignore[arg-type]
+            (directory / "issuer.key").read_bytes(), None
+        ),
+    )
+    keys = [pki.new_key() for _ in range(DEMO_KEYS)]
+    out = []
+    for i, serial in enumerate(serials):
+        leaf = pki.make_leaf(
+            issuer,
+            serial,
+            f"host{i}.demo.revocd.test",
+            ocsp_url=f"{base_url}/",
+            crl_url=f"{base_url}/crl/{ISSUER}.crl",
+            ca_issuers_url=f"{base_url}/aia/{ISSUER}.der",
+            key=keys[i % DEMO_KEYS],
+            days=demo_days(i),
+        )
+        out.append(base64.b64encode(leaf.cert.public_bytes(serialization.Encoding.DER)).decode())
+    return out
+
+
+def _der64(cert: x509.Certificate) -> str:
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+
+    return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+
+
+async def populate(
+    running: Running, demo: DemoPKI, certs: int, base_url: str = ""
+) -> dict[str, int]:
+    """Register the sample certificates and N-2 others, whole (with owners and profiles,
+    up to WHOLE_CERTIFICATES); revoke the revoked sample and ~5%."""
+    start = time.time()
     revoked_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
     rng = random.Random(7)
     serials = [demo.samples["good"].serial_number, demo.samples["revoked"].serial_number]
     serials += [rng.getrandbits(127) | (1 << 120) for _ in range(max(0, certs - 2))]
-    events: list[dict[str, str]] = [
-        {"type": "issued", "issuer": ISSUER, "serial": format(s, "x"), "not_after": not_after}
-        for s in serials
+    whole = min(len(serials) - 2, max(0, WHOLE_CERTIFICATES - 2))
+    made = await trio.to_thread.run_sync(
+        demo_certificates, demo.directory, serials[2 : 2 + whole], base_url
+    )
+    certificates = [
+        _der64(demo.samples["good"]),
+        _der64(demo.samples["revoked"]),
+        *made,
     ]
+    events: list[dict[str, str]] = []
+    for i, s in enumerate(serials):
+        labels = {"owner": OWNERS[i % len(OWNERS)], "profile": PROFILES[i % len(PROFILES)]}
+        if i < len(certificates):
+            events.append(
+                {"type": "issued", "issuer": ISSUER, "certificate": certificates[i], **labels}
+            )
+        else:
+            events.append(
+                {
+                    "type": "issued",
+                    "issuer": ISSUER,
+                    "serial": format(s, "x"),
+                    "not_after": time.strftime(
+                        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(start + demo_days(i) * 86400)
+                    ),
+                    **labels,
+                }
+            )
     revoke = [serials[1], *serials[2::20]]
     events += [
         {
@@ -265,9 +344,12 @@ def run_demo(args: argparse.Namespace) -> int:
     config = load_config(write_config(directory, args.host, args.port, args.control_port, hsm))
 
     async def on_ready(running: Running) -> None:
-        counts = await populate(running, demo, args.certs)
+        counts = await populate(running, demo, args.certs, base_url)
         # Seeded straight into the store, not through the control plane: say so once.
         await running.audit.record("demo.populated", issuer=ISSUER, counts=counts)
+        if running.inventory is not None:
+            # the expiry figures for what was just registered, not five minutes later
+            await running.inventory.once()
         issuer = running.issuers[0]
         try:
             signed = await presign_issuer(running.store, issuer)
@@ -313,6 +395,10 @@ def run_demo(args: argparse.Namespace) -> int:
             f"    curl -s {base_url}/crl/{ISSUER}.crl | openssl crl -inform DER -noout "
             f"-CAfile {d}/issuer.pem"
         )
+        auth = f'-H "Authorization: Bearer $(cat {d}/control-token)"'
+        print("  the inventory (certificates registered whole, with owners and profiles):")
+        print(f"    curl -s {auth} '{control}/v1/inventory?owner=payments&limit=5'")
+        print(f"    curl -s {auth} {control}/v1/inventory/expiry")
         print(f"  metrics: curl -s {control}/metrics   readiness: curl -s {control}/readyz")
         print(f"  audit log: revocd audit verify {config.audit_file}")
         print(f"revocd demo ready: data plane {base_url}/, control plane {control}", flush=True)

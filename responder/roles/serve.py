@@ -76,6 +76,7 @@ class Running:
     data_port: int
     control_port: int
     audit: AuditTrail
+    inventory: InventoryWatcher | None = None  # None: inventory.enabled = false
 
 
 async def run_data_plane(
@@ -255,16 +256,16 @@ async def run_service(
                 nursery.start_soon(CertificateWatcher(issuers, audit=trail).run)
                 nursery.start_soon(trail.flush_suppressed)
                 nursery.start_soon(watch_store, store)
+                watcher = None
                 if config.inventory.enabled:
-                    nursery.start_soon(
-                        InventoryWatcher(
-                            store,
-                            list(config.issuers),
-                            config.inventory,
-                            trail,
-                            Leases(store, ttl=config.store.lease_seconds),
-                        ).run
+                    watcher = InventoryWatcher(
+                        store,
+                        list(config.issuers),
+                        config.inventory,
+                        trail,
+                        Leases(store, ttl=config.store.lease_seconds),
                     )
+                    nursery.start_soon(watcher.run)
                 for sink in config.siem:
                     nursery.start_soon(Sink(sink, config.audit_file, config.state_dir).run)
                 if config.server.log_summary_seconds:
@@ -284,7 +285,9 @@ async def run_service(
                 await nursery.start(hub.run)
                 binds = await nursery.start(hypercorn_serve, control, hconf)
                 control_port = int(binds[0].rsplit(":", 1)[1])
-                running = Running(store, ingest, issuers, data_port, control_port, trail)
+                running = Running(
+                    store, ingest, issuers, data_port, control_port, trail, watcher
+                )
                 log.info(
                     "revocd ready: data plane http://%s:%d%s (%d worker(s)), control plane %s",
                     config.server.host,
