@@ -54,7 +54,7 @@ def plain(first: int, n: int) -> list[dict[str, str]]:
             "issuer": "bench",
             "serial": format(first + i, "x"),
             "not_after": not_after,
-        }  # fmt: skip
+        }
         for i in range(n)
     ]
 

@@ -285,9 +285,7 @@ async def run_service(
                 await nursery.start(hub.run)
                 binds = await nursery.start(hypercorn_serve, control, hconf)
                 control_port = int(binds[0].rsplit(":", 1)[1])
-                running = Running(
-                    store, ingest, issuers, data_port, control_port, trail, watcher
-                )
+                running = Running(store, ingest, issuers, data_port, control_port, trail, watcher)
                 log.info(
                     "revocd ready: data plane http://%s:%d%s (%d worker(s)), control plane %s",
                     config.server.host,
