@@ -8,7 +8,7 @@ succeeds again, because an event nobody can account for must not be acknowledged
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,3 +198,31 @@ def config_change(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[s
             t for t in set(old_tokens) & set(new_tokens) if old_tokens[t] != new_tokens[t]
         ),
     }
+
+
+async def watch_never_issued(
+    trail: AuditTrail, per_minute: int, read: "Callable[[], float] | None" = None
+) -> None:
+    """Owned by `revocd serve`'s main process: once a minute, how many OCSP questions
+    were answered `unknown` (serials never issued) across the workers; above
+    `per_minute`, an `anomaly.never_issued_queries` record (at most once in 5 minutes).
+    A single request never writes a record: anyone can ask about any serial."""
+    from ..observability.export import counter_total
+
+    def unknown_answers() -> float:
+        return counter_total("revocd_ocsp_requests_total", {"result": "unknown"})
+
+    read = read or unknown_answers
+    last = read()
+    while True:
+        await trio.sleep(BURST_WINDOW)
+        now = read()
+        delta, last = now - last, now
+        if per_minute and delta > per_minute:
+            await trail.anomaly_once(
+                "never_issued_queries",
+                "all",
+                300,
+                answered_unknown_last_minute=int(delta),
+                threshold=per_minute,
+            )

@@ -161,7 +161,7 @@ def run_campaign(args: argparse.Namespace) -> int:
     from ..audit.trail import open_audit_log, record_command
     from ..config import ConfigError, load_config
     from ..control.inventory import list_inventory
-    from ..ingest import Ingestor
+    from ..ingest import EventError, Ingestor, parse_event
     from ..inventory import campaign as camp
     from ..roles.wiring import configured_store
     from ..store import StoreError
@@ -225,6 +225,11 @@ def run_campaign(args: argparse.Namespace) -> int:
                 existing = camp.Campaign(
                     args.name, args.issuer, args.reason, now, len(serials), source, created_at=now
                 )
+                try:  # the reason against the issuer's policy, before anything is stored
+                    parse_event(camp.event_for(existing, 1), config.issuers, now)
+                except EventError as exc:
+                    print(f"revocd campaign: --reason: {exc}", file=sys.stderr)
+                    return 2
                 if not args.apply:
                     plan = await camp.counts_of(store, args.issuer, serials, now)
                     print(

@@ -195,6 +195,9 @@ class AuditConfig:
     max_bytes: int = setting(256 * 1024 * 1024, 64 * 1024, 1 << 40)  # then rotated
     fsync: bool = setting(True)  # a record is on disk before the 200
     revocation_burst_per_minute: int = setting(1000, 1, 10_000_000)
+    # OCSP questions about serials never issued, per minute over all workers, above
+    # which an anomaly.never_issued_queries is recorded (0: never)
+    never_issued_per_minute: int = setting(1000, 0, 100_000_000)
     answer_expiry_warning_hours: int = setting(4, 1, 24 * 30)
 
 

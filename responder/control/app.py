@@ -15,6 +15,7 @@ Bearer tokens are configured as SHA-256 hashes and scoped to issuers; docs/api/o
 describes every route.
 """
 
+import base64
 import hashlib
 import hmac
 import json
@@ -292,6 +293,8 @@ class ControlApp:
                 metrics.EVENTS.labels(result.issuer, result.result).inc()
             fields: dict[str, Any] = {"token": token.name, "source": client}
             fields.update(_audit_event(raw))
+            if result.serial is not None and not (isinstance(raw, dict) and "serial" in raw):
+                fields["serial"] = format(result.serial, "x")
             if result.message:
                 fields["message"] = result.message
             entries.append((f"event.{result.result}", fields))
@@ -422,7 +425,13 @@ class ControlApp:
 
 
 def _audit_event(raw: object) -> dict[str, Any]:
-    """The pushed event as the CA sent it, so the record shows exactly what was asked."""
+    """The pushed event as the CA sent it, so the record shows exactly what was asked;
+    a certificate it carries is recorded by the SHA-256 of its DER (the inventory's
+    `sha256`), so an issuance stays one readable record instead of a hash of kilobytes."""
+    if isinstance(raw, dict) and isinstance(raw.get("certificate"), str):
+        certificate = raw["certificate"]
+        raw = {k: v for k, v in raw.items() if k != "certificate"}
+        raw["certificate_sha256"] = der_digest(certificate)
     text = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
     if len(text) > AUDIT_EVENT_BYTES:
         return {
@@ -430,6 +439,18 @@ def _audit_event(raw: object) -> dict[str, Any]:
             "event_bytes": len(text),
         }
     return {"event": raw}
+
+
+def der_digest(text: str) -> str:
+    """SHA-256 of a PEM or base64 certificate's DER; of the text itself when it is
+    neither (the event was then rejected, and the record says what was sent)."""
+    body = text
+    if "-----BEGIN" in text:
+        body = "".join(line for line in text.splitlines() if line and not line.startswith("-----"))
+    try:
+        return hashlib.sha256(base64.b64decode(body, validate=False)).hexdigest()
+    except ValueError:
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _only(method: str, allowed: str) -> None:

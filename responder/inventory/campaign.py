@@ -154,7 +154,7 @@ def _count(
             out["not_revoked"] += 1
 
 
-def _event(campaign: Campaign, serial: int) -> dict[str, str]:
+def event_for(campaign: Campaign, serial: int) -> dict[str, str]:
     return {
         "type": "revoked",
         "issuer": campaign.issuer,
@@ -183,7 +183,7 @@ async def run(
     async for chunk in serials_of(store, campaign.name, position):
         for i in range(0, len(chunk), batch):
             part = chunk[i : i + batch]
-            results = await ingest.submit([_event(campaign, s) for s in part])
+            results = await ingest.submit([event_for(campaign, s) for s in part])
             if any(r.result == "failed" for r in results):
                 raise CampaignError(
                     f"the store did not acknowledge a batch at position {position}; "

@@ -61,3 +61,22 @@ def process_exited(pid: int) -> None:
         from prometheus_client import multiprocess as mp
 
         mp.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def counter_total(name: str, labels: dict[str, str]) -> float:
+    """A counter's value summed over every process (and every other label), for checks
+    the main process makes of what its workers counted."""
+    from prometheus_client import REGISTRY, CollectorRegistry
+
+    registry: CollectorRegistry = REGISTRY
+    if multiprocess():
+        from prometheus_client import multiprocess as mp
+
+        registry = CollectorRegistry()
+        mp.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    total = 0.0
+    for metric in registry.collect():
+        for sample in metric.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total

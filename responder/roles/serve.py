@@ -28,7 +28,7 @@ from ..answers.chain import build_chain
 from ..answers.issuers import IssuerRuntime
 from ..answers.presigned import MissBatcher
 from ..answers.shedding import LoopLag
-from ..audit.trail import AuditTrail
+from ..audit.trail import AuditTrail, watch_never_issued
 from ..cdn.purger import Purger
 from ..cdn.tags import CdnHeaders
 from ..changes import ChangeHub, invalidate_cache, own_arena
@@ -255,6 +255,7 @@ async def run_service(
                 nursery.start_soon(stop_on_signals, nursery.cancel_scope)
                 nursery.start_soon(CertificateWatcher(issuers, audit=trail).run)
                 nursery.start_soon(trail.flush_suppressed)
+                nursery.start_soon(watch_never_issued, trail, config.audit.never_issued_per_minute)
                 nursery.start_soon(watch_store, store)
                 watcher = None
                 if config.inventory.enabled:

@@ -99,6 +99,10 @@ def read_after(
     one it points into; otherwise walks the files from the start (after a rotation)."""
     out: Batch = []
     for path in _files(audit_file):
+        # a rotated file is named <log>.<first>-<last>: one the sink is past is not read
+        tail = path.name.rsplit("-", 1)[-1] if path != audit_file else ""
+        if tail.isdigit() and int(tail) <= cursor.seq:
+            continue
         if not path.exists():
             continue
         with open(path, "rb") as f:

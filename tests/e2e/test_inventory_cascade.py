@@ -189,6 +189,12 @@ partitions = 4
         anomaly = [r for r in audit if r["kind"] == "anomaly.blocked_key"]
         assert anomaly and anomaly[0]["serial"] == "b2" and anomaly[0]["issuer"] == "beta"
         assert any(r["kind"] == "cascade.applied" for r in audit)
+        # an issuance sent whole is recorded by its certificate's digest, with its serial
+        a1_issued = next(
+            r for r in audit if r["kind"] == "event.applied" and r.get("serial") == "a1"
+        )
+        assert "certificate" not in a1_issued["event"]
+        assert a1_issued["event"]["certificate_sha256"] == facts["sha256"]
         metrics = served.control("GET", "/metrics", token=None)[1]["raw"]
         assert 'revocd_blocked_key_issuances_total{issuer="beta"} 1.0' in metrics
         assert 'revocd_key_cascade_revocations_total{issuer="alpha"} 2.0' in metrics

@@ -220,3 +220,27 @@ def test_ingest_keeps_facts_and_names_blocked_keys(ca):
     assert results[0].blocked_key == key and results[0].to_json()["blocked_key"] == key
     facts = store.facts[("p", 0x77)]
     assert facts.owner == "b" and facts.spki_sha256 == key
+
+
+def test_queries_for_serials_never_issued_are_an_anomaly_per_minute_not_per_request(tmp_path):
+    import json as _json
+
+    from trio.testing import MockClock
+
+    from responder.audit.log import AuditLog
+    from responder.audit.trail import AuditTrail, watch_never_issued
+
+    values = iter([0, 10, 5000, 9000, 9100, 20_000])
+    trail = AuditTrail(AuditLog(tmp_path / "audit.log", fsync=False))
+
+    async def main():
+        with trio.move_on_after(5 * 60 + 30):
+            await watch_never_issued(trail, 1000, lambda: float(next(values)))
+
+    trio.run(main, clock=MockClock(autojump_threshold=0))
+    records = [_json.loads(x) for x in (tmp_path / "audit.log").read_text().splitlines()]
+    found = [r for r in records if r["kind"] == "anomaly.never_issued_queries"]
+    # minutes 2, 3 and 5 are over the threshold (4,990, 4,000 and 10,900); the record is
+    # written once in 5 minutes of the trail's (real) clock: one, for the first
+    assert len(found) == 1
+    assert found[0]["answered_unknown_last_minute"] == 4990 and found[0]["threshold"] == 1000

@@ -81,3 +81,30 @@ def test_severities():
     assert severity("anomaly.something_new") is Severity.WARNING
     assert severity("event.applied") is Severity.INFO
     assert severity("event.rejected") is Severity.NOTICE
+
+
+def test_the_reader_follows_the_log_across_rotations_from_its_cursor(tmp_path):
+    from responder.audit.log import AuditLog
+    from responder.siem.exporter import Cursor, read_after
+
+    path = tmp_path / "audit.log"
+    log = AuditLog(path, max_bytes=64 * 1024, fsync=False)
+    for i in range(2000):
+        log.write("event.applied", serial=format(i, "x"), padding="x" * 100)
+    assert len(list(tmp_path.glob("audit.log.*-*"))) >= 3  # rotated several times
+    cursor, seen = Cursor(), []
+    while True:
+        batch = read_after(path, cursor, 333)
+        if not batch:
+            break
+        seen += [r["seq"] for r, _, _ in batch]
+        last, inode, offset = batch[-1]
+        cursor = Cursor(last["seq"], last["hash"], inode, offset)
+        cursor.save(tmp_path / "cursor")
+        cursor = Cursor.load(tmp_path / "cursor")
+    records = max(seen) + 1
+    assert seen == list(range(records)) and records >= 2000
+    # a line still being written is left for the next read
+    with open(path, "ab") as f:
+        f.write(b'{"seq": 999999, "kind": "torn')
+    assert read_after(path, cursor, 10) == []
