@@ -393,7 +393,11 @@ class ControlApp:
         record = await self._read(lambda: self.store.get_record(issuer, serial))
         if record is None:
             raise HTTPError(404, "serial: no record of this certificate")
-        return 200, _json({"issuer": issuer, **record.to_json()}), b"application/json", []
+        out: dict[str, Any] = {"issuer": issuer, **record.to_json()}
+        facts = await self._read(lambda: self.store.inventory_facts(issuer, [serial]))
+        if serial in facts:
+            out["facts"] = facts[serial].to_json()
+        return 200, _json(out), b"application/json", []
 
     async def readiness(self) -> tuple[bool, dict[str, str]]:
         checks: dict[str, str] = {}

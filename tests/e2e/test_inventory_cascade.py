@@ -151,6 +151,7 @@ partitions = 4
         a1_now = served.control("GET", "/v1/issuers/alpha/certificates/a1")[1]
         a2_now = served.control("GET", "/v1/issuers/alpha/certificates/a2")[1]
         assert a1_now["status"] == "revoked" and a1_now["reason"] == "keyCompromise"
+        assert a1_now["facts"]["spki_sha256"] == k  # the record names its facts too
         assert a2_now["reason"] == "keyCompromise"
         # the earlier date kept (RFC 5280 5.3.1)
         assert a2_now["revoked_at"] < a1_now["revoked_at"]

@@ -125,13 +125,16 @@ def test_unready_when_responder_certificate_ends_before_next_update(tmp_path, te
         assert status == 503 and body["ready"] is False
         assert body["checks"]["answers:alpha"] == "responder certificate ends before nextUpdate"
         assert body["checks"]["answers:beta"] == "ok"
-        # and the responder refuses to sign past its certificate rather than lie
-        assert (
-            s.push(
-                {"type": "issued", "issuer": "alpha", "serial": "77", "not_after": now_iso(86400)}
-            )[0]
-            == 200
-        )
+        # and the responder refuses to sign past its certificate rather than lie (for a
+        # certificate valid for 30 days: the answer's nextUpdate is the schedule's 96 h,
+        # not capped at its notAfter as a certificate ending within the 2 days would be)
+        event = {
+            "type": "issued",
+            "issuer": "alpha",
+            "serial": "77",
+            "not_after": now_iso(30 * 86400),
+        }
+        assert s.push(event)[0] == 200
         assert s.ocsp_post("alpha", 0x77)[0] == "internal_error"
     finally:
         assert s.proc.stop() == 0, s.proc.output
