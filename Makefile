@@ -70,6 +70,7 @@ bench: venv ext sysdeps
 	$(PY) loadtests/bench_store.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_ledger.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_certparse.py --write docs/benchmarks.md
+	$(PY) loadtests/bench_inventory.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_presign.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_http.py --write docs/benchmarks.md
 	$(PY) loadtests/bench_crl_loop.py --write docs/benchmarks.md

@@ -238,8 +238,11 @@ def _issued(raw: Mapping[str, Any], issuer: str, issuer_cert: x509.Certificate |
             )
         if given_after is not None and given_after != derived.not_after:
             raise EventError("not_after: differs from the certificate's notAfter")
-        if derived.serial.bit_length() > MAX_SERIAL_BITS:
-            raise EventError("serial: the certificate's serial is longer than 20 octets")
+        if derived.serial <= 0 or derived.serial.bit_length() > MAX_SERIAL_BITS:
+            raise EventError(
+                "serial: the certificate's serial is not a positive integer of at most 20 "
+                "octets (RFC 5280 4.1.2.2)"
+            )
         facts = dataclasses.replace(derived.facts, owner=owner, profile=profile)
         return Event(
             EventType.ISSUED, issuer, derived.serial, not_after=derived.not_after, facts=facts
