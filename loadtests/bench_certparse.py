@@ -18,22 +18,20 @@ Two measurements in one run:
 import argparse
 import base64
 import datetime as dt
-import os
 import platform
 import random
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import trio
-from benchdoc import cpu_model, replace_section
+from benchdoc import cpu_model, pinned_valkey, replace_section
 from cryptography.hazmat.primitives import serialization
 
 from responder.config import IssuerConfig
 from responder.ingest import Ingestor, parse_event
 from responder.policy import Policy
-from responder.store import Store, ValkeyProcess
+from responder.store import Store
 from responder.testing import pki
 
 
@@ -140,16 +138,8 @@ def main() -> int:
         print(f"{name}: plain {a:.1f} µs, with certificate {b:.1f} µs per event", flush=True)
     share = verify_share(ec_issuer, 2000)
     print(f"signature verification: {share:.0%} of a whole-certificate event's validation")
-    with tempfile.TemporaryDirectory() as tmp:
-        server = ValkeyProcess(Path(tmp) / "valkey").start()
-        try:
-            assert server.process is not None
-            if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-                os.sched_setaffinity(server.process.pid, {0})
-                os.sched_setaffinity(0, {1})
-            rates = trio.run(ingest, server.url, ec_issuer, args.events, args.rounds)
-        finally:
-            server.stop()
+    with pinned_valkey() as (url, _):
+        rates = trio.run(ingest, url, ec_issuer, args.events, args.rounds)
     ratio = rates["whole"] / rates["plain"]
     print(f"durable ingest: plain {rates['plain']:,.0f}/s, with certificate "
           f"{rates['whole']:,.0f}/s ({ratio:.2f})")  # fmt: skip

@@ -10,21 +10,19 @@ timed, and a filtered query walked page by page to its end.
 
 import argparse
 import datetime as dt
-import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
 import trio
-from benchdoc import cpu_model, replace_section
+from benchdoc import cpu_model, pinned_valkey, replace_section
 
 from responder.config import IssuerConfig, TokenConfig
 from responder.control.inventory import list_inventory
 from responder.ingest import Ingestor
 from responder.inventory.watch import scan
 from responder.policy import Policy
-from responder.store import Store, ValkeyProcess
+from responder.store import Store
 
 ISSUERS = {"bench": IssuerConfig("bench", Path("b.pem"), Policy.TLS, partitions=64)}
 OWNERS = ("payments", "search", "mail", "identity", "web", "db", "ml", "edge")
@@ -82,16 +80,8 @@ def main() -> int:
     parser.add_argument("--certs", type=int, default=100_000)
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        server = ValkeyProcess(Path(tmp) / "valkey").start()
-        try:
-            assert server.process is not None
-            if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-                os.sched_setaffinity(server.process.pid, {0})
-                os.sched_setaffinity(0, {1})
-            got = trio.run(run, server.url, args.certs)
-        finally:
-            server.stop()
+    with pinned_valkey() as (url, _):
+        got = trio.run(run, url, args.certs)
     rate = args.certs / got["scan"]
     print(
         f"{args.certs:,} certificates: scan {got['scan']:.2f} s ({rate:,.0f}/s); query "

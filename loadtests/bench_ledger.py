@@ -12,17 +12,16 @@ import datetime as dt
 import os
 import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import trio
-from benchdoc import replace_section
+from benchdoc import pinned_valkey, replace_section
 
 from responder.config import IssuerConfig
 from responder.ingest import Ingestor
 from responder.policy import Policy
-from responder.store import Store, ValkeyProcess
+from responder.store import Store
 
 N = 20_000
 BATCH = 10_000
@@ -65,16 +64,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        server = ValkeyProcess(Path(tmp) / "valkey").start()
-        try:
-            assert server.process is not None
-            if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-                os.sched_setaffinity(server.process.pid, {0})
-                os.sched_setaffinity(0, {1})
-            found = trio.run(rates, server.url, args.rounds)
-        finally:
-            server.stop()
+    with pinned_valkey() as (url, _):
+        found = trio.run(rates, url, args.rounds)
     off, on = statistics.median(found["off"]), statistics.median(found["on"])
     print(f"ledger off {off:,.0f}/s, on {on:,.0f}/s, ratio {on / off:.2f}")
     section = [

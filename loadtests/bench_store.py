@@ -10,22 +10,20 @@ floor any durable ingest over this store pays.
 
 import argparse
 import datetime as dt
-import os
 import platform
 import random
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import trio
-from benchdoc import replace_section
+from benchdoc import pinned_valkey, replace_section
 
 from responder.config import IssuerConfig
 from responder.importers import ImportReport, index_events, run_import
 from responder.ingest import Ingestor
 from responder.policy import Policy
-from responder.store import Store, ValkeyProcess
+from responder.store import Store
 
 ISSUERS = {"bench": IssuerConfig("bench", Path("bench.pem"), Policy.TLS, partitions=64)}
 
@@ -115,22 +113,14 @@ def main() -> int:
     parser.add_argument("--import-lines", type=int, default=1_000_000)
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        server = ValkeyProcess(Path(tmp) / "valkey").start()
-        try:
-            assert server.process is not None
-            if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-                os.sched_setaffinity(server.process.pid, {0})
-                os.sched_setaffinity(0, {1})
-            rates = trio.run(ingest_rates, server.url, args.singles, args.batches)
-            for name, value in rates.items():
-                print(f"{name:50s} {value:>10,.0f} events/s", flush=True)
-            index = Path(tmp) / "index.txt"
-            write_index(index, args.import_lines)
-            seconds, report = trio.run(import_rate, server.url, index)
-            print(f"import {args.import_lines:,} lines: {seconds:.1f} s; {report.summary()}")
-        finally:
-            server.stop()
+    with pinned_valkey() as (url, tmp):
+        rates = trio.run(ingest_rates, url, args.singles, args.batches)
+        for name, value in rates.items():
+            print(f"{name:50s} {value:>10,.0f} events/s", flush=True)
+        index = tmp / "index.txt"
+        write_index(index, args.import_lines)
+        seconds, report = trio.run(import_rate, url, index)
+        print(f"import {args.import_lines:,} lines: {seconds:.1f} s; {report.summary()}")
     single = rates["ingest, batch of 1 (sequential)"]
     batch = rates["ingest, batch of 1,000"]
     raw_single = rates["anchor: raw HSET + WAITAOF, one at a time"]

@@ -1,6 +1,10 @@
 """docs/benchmarks.md is assembled from sections, one per benchmark script."""
 
+import contextlib
+import os
 import re
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 HEADER = "# Benchmarks\n"
@@ -30,3 +34,22 @@ def cpu_model() -> str:
     except OSError:
         pass
     return "unknown"
+
+
+@contextlib.contextmanager
+def pinned_valkey() -> Iterator[tuple[str, Path]]:
+    """An embedded valkey-server as revocd runs it (AOF, appendfsync always) pinned to
+    core 0, this process to core 1 (where the machine has two): (its URL, a temporary
+    directory beside it). Stopped on the way out."""
+    from responder.store import ValkeyProcess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        server = ValkeyProcess(Path(tmp) / "valkey").start()
+        try:
+            assert server.process is not None
+            if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+                os.sched_setaffinity(server.process.pid, {0})
+                os.sched_setaffinity(0, {1})
+            yield server.url, Path(tmp)
+        finally:
+            server.stop()
