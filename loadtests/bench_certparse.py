@@ -141,8 +141,10 @@ def main() -> int:
     with pinned_valkey() as (url, _):
         rates = trio.run(ingest, url, ec_issuer, args.events, args.rounds)
     ratio = rates["whole"] / rates["plain"]
-    print(f"durable ingest: plain {rates['plain']:,.0f}/s, with certificate "
-          f"{rates['whole']:,.0f}/s ({ratio:.2f})")  # fmt: skip
+    print(
+        f"durable ingest: plain {rates['plain']:,.0f}/s, with certificate "
+        f"{rates['whole']:,.0f}/s ({ratio:.2f})"
+    )
     section = [
         "## Certificate parsing at ingest",
         "",

@@ -28,10 +28,24 @@ class Rsyslog:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.cert, self.key = self.dir / "cert.pem", self.dir / "key.pem"
         openssl(
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-days", "2", "-keyout", self.key, "-out", self.cert,
-        )  # fmt: skip
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-days",
+            "2",
+            "-keyout",
+            self.key,
+            "-out",
+            self.cert,
+        )
         d = self.dir
         # Direct main queue: a message is in the file before the next is read, so what
         # the collector acknowledged at TCP level and then wrote is what a test sees.
@@ -71,6 +85,14 @@ input(type="imtcp" port="{self.tls_port}" ruleset="tls" streamDriver.name="gtls"
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(15)
         self.process = None
+
+    def freeze(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
 
     def seqs(self, name: str) -> list[int]:
         path = self.dir / f"{name}.log"

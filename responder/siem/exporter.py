@@ -9,15 +9,22 @@ the file itself, and revocd_siem_lag_records says how far).
 Delivery. Syslog over TCP and TLS has no acknowledgement of its own, so the exporter
 takes the peer's TCP acknowledgement as delivery: after writing a batch it waits until
 the kernel's send queue for the connection is empty (SIOCOUTQ) with the connection
-still established (TCP_INFO), and only then moves the cursor past the batch. A
-connection lost before that sends the batch again on the next one. The cursor (seq,
-hash, file position) is written atomically to `<state_dir>/siem-<name>.cursor`.
+still established (TCP_INFO), and only then moves the cursor past the batch. Bytes the
+collector's kernel has acknowledged reach the collector even if the connection is
+reset later, so the exporter never gives up on a connection that stands: a collector
+that is frozen or slow is waited for (logged and counted as `stalled`), not sent the
+batch again on a new connection, which would deliver it twice (the test with a frozen
+rsyslog found exactly that). A connection that breaks before the batch drained sends
+it again on the next one. The cursor (seq, hash, file position) is written atomically
+to `<state_dir>/siem-<name>.cursor`.
 
-What that promises: a record is taken once when revocd, the collector or the network
-restart or fail between batches; a collector that dies holding bytes its kernel had
-acknowledged but it had not yet read loses them, and a connection that fails after the
-peer took a batch but before revocd saw it drain sends that batch again. Each message
-carries its seq (formats.py) so such a repeat can be recognised.
+What that promises: a record is taken once, in order, when revocd, the collector or the
+network restart or fail between batches, and when the collector freezes. Two windows
+remain: a collector that exits holding bytes its kernel acknowledged but it had not
+read loses them (its kernel drops them), and one that had read part of a batch when
+its connection broke gets that part again; and revocd SIGKILLed between a batch's
+acknowledgement and its cursor write sends that batch again. Each message carries its
+seq (formats.py), so such a repeat can be recognised.
 """
 
 import contextlib
@@ -177,7 +184,7 @@ class Sink:
         self.cursor = Cursor.load(self.cursor_file)
         self._stream: trio.abc.Stream | None = None
         self._sock: Any = None  # the TCP socket under the stream, for its queue
-        self._file: Any = None
+        self._written = False  # the batch in flight is wholly in the kernel's hands
         self._labels = settings.name
 
     async def run(self) -> None:
@@ -213,11 +220,19 @@ class Sink:
             return 0
         payload = b"".join(self._frame(record) for record, _, _ in batch)
         last, inode, offset = batch[-1]
-        # A stop (SIGTERM) waits for a batch in flight to be confirmed and its cursor
-        # written (bounded by timeout_seconds), so a clean restart never sends it twice.
-        with trio.CancelScope(shield=True):
+        confirmed = Cursor(int(last["seq"]), str(last.get("hash", "")), inode, offset)
+        try:
             await self._deliver(payload)
-            self.cursor = Cursor(int(last["seq"]), str(last.get("hash", "")), inode, offset)
+        except trio.Cancelled:
+            # A stop (SIGTERM) while a batch is on its way: wait up to timeout_seconds for
+            # the collector to take it and record that, so a clean restart does not send
+            # it again; past that, it is sent again after the restart.
+            with trio.CancelScope(shield=True), trio.move_on_after(self.settings.timeout_seconds):
+                if self._written and await self._drained():
+                    await trio.to_thread.run_sync(confirmed.save, self.cursor_file)
+            raise
+        self.cursor = confirmed
+        with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(self.cursor.save, self.cursor_file)
         metrics.SIEM_EXPORTED.labels(self._labels).inc(len(batch))
         metrics.SIEM_LAG.labels(self._labels).set(max(0, head - self.cursor.seq))
@@ -239,17 +254,35 @@ class Sink:
             await self._close()
             await self._connect()
         assert self._stream is not None and self._sock is not None
-        with trio.move_on_after(s.timeout_seconds) as scope:
-            await self._stream.send_all(payload)
-            # delivered when the peer has acknowledged every byte, on a live connection
-            while unsent_bytes(self._sock) > 0:
-                if not established(self._sock):
-                    raise Delivery("connection closed before the collector took the batch")
-                await trio.sleep(0.005)
-            if not established(self._sock):
-                raise Delivery("connection closed by the collector")
-        if scope.cancelled_caught:
-            raise Delivery(f"the collector took nothing for {s.timeout_seconds:.0f} s")
+        self._written = False
+        await self._stream.send_all(payload)
+        self._written = True
+        if not await self._drained():
+            raise Delivery("connection closed before the collector took the batch")
+
+    async def _drained(self) -> bool:
+        """Wait until the collector's TCP stack has acknowledged every byte written:
+        True, or False when the connection broke first. No deadline while the connection
+        stands: a collector that is frozen or slow (its window closed) is waited for,
+        since bytes its kernel took will reach it, and sending them again on a new
+        connection would deliver them twice. A dead collector host is found by the
+        kernel's own retransmission limit, which ends the connection."""
+        sock = self._sock
+        waited, warned = 0.0, False
+        while unsent_bytes(sock) > 0:
+            if not established(sock):
+                return False
+            await trio.sleep(0.005)
+            waited += 0.005
+            if not warned and waited >= self.settings.timeout_seconds:
+                warned = True
+                metrics.SIEM_ERRORS.labels(self._labels, "stalled").inc()
+                log.warning(
+                    "siem %s: the collector has not taken a batch for %.0f s; waiting",
+                    self.settings.name,
+                    waited,
+                )
+        return established(sock)
 
     def _append(self, payload: bytes) -> None:
         assert self.settings.path is not None

@@ -75,8 +75,12 @@ partitions = 16
     plan = json.loads(dry.stdout)
     assert plan["dry_run"] is True
     assert plan["counts"] == {
-        "total": TOTAL, "revoked": 0, "not_revoked": TOTAL - 200, "expired": 200, "unknown": 0
-    }  # fmt: skip
+        "total": TOTAL,
+        "revoked": 0,
+        "not_revoked": TOTAL - 200,
+        "expired": 200,
+        "unknown": 0,
+    }
 
     # the real run, killed part way
     proc = subprocess.Popen(
@@ -97,8 +101,10 @@ partitions = 16
 
     status = subprocess.run(
         cli("campaign", "status", "-c", cfg, "--name", "incident-1"),
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert status.returncode == 0, status.stderr
     during = json.loads(status.stdout)[0]
     assert during["position"] >= sent and during["position"] < TOTAL
@@ -111,14 +117,20 @@ partitions = 16
     # run again: goes on from the stored position
     done = subprocess.run(
         cli("campaign", "run", "-c", cfg, "--name", "incident-1", "--apply", "--rate", "50000"),
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     final = json.loads(done.stdout)
     assert final["position"] == TOTAL and final["finished_at"] > 0
     assert final["counts"] == {
-        "total": TOTAL, "revoked": TOTAL, "not_revoked": 0, "expired": 0, "unknown": 0
-    }  # fmt: skip
+        "total": TOTAL,
+        "revoked": TOTAL,
+        "not_revoked": 0,
+        "expired": 0,
+        "unknown": 0,
+    }
     # what the killed run had sent and the second run sent again was `unchanged`
     assert final["applied"] <= TOTAL
     assert final["rejected"] == 0 and final["failed"] == 0

@@ -29,8 +29,12 @@ def load_issuer(d: Path, name: str) -> pki.Issued:
 
 def whole(issuer: str, leaf: pki.Issued, **labels: str) -> dict:
     der = leaf.cert.public_bytes(serialization.Encoding.DER)
-    return {"type": "issued", "issuer": issuer, "certificate": base64.b64encode(der).decode(),
-            **labels}  # fmt: skip
+    return {
+        "type": "issued",
+        "issuer": issuer,
+        "certificate": base64.b64encode(der).decode(),
+        **labels,
+    }
 
 
 def test_inventory_and_key_compromise_cascade(tmp_path, test_pki):
@@ -146,8 +150,9 @@ partitions = 4
         )
         assert status == 200 and done["newly_blocked"] is True
         assert sorted(r["serial"] for r in done["results"] if r["result"] == "applied") == [
-            "a1", "a2"
-        ]  # fmt: skip
+            "a1",
+            "a2",
+        ]
         a1_now = served.control("GET", "/v1/issuers/alpha/certificates/a1")[1]
         a2_now = served.control("GET", "/v1/issuers/alpha/certificates/a2")[1]
         assert a1_now["status"] == "revoked" and a1_now["reason"] == "keyCompromise"

@@ -1,6 +1,7 @@
 """The audit log exported to a real rsyslog over TCP and TLS (RFC 5425), and to a file
 as OCSF lines: every record arrives once and in order, across a revocd restart (with a
-batch in flight), a collector that is down for a while, and a collector restart."""
+batch in flight), a collector that is down for a while, one frozen, and a collector
+restart."""
 
 import json
 import time
@@ -61,6 +62,7 @@ transport = "tcp"
 address = "127.0.0.1:{rs.tcp_port}"
 format = "json"
 batch = 50
+timeout_seconds = 2
 
 [[siem]]
 name = "secure"
@@ -97,6 +99,16 @@ format = "ocsf"
         rs.start()
         assert served.push(*issued(5000, 100))[0] == 200
         head = wait_for_all(rs, d, ocsf, timeout=60)
+
+        # the collector frozen (SIGSTOP) while records flow: its kernel keeps taking
+        # them, the exporter waits on the rest; on SIGCONT everything is written once
+        rs.freeze()
+        for i in range(8):
+            assert served.push(*issued(7000 + i * 1000, 1000))[0] == 200
+        time.sleep(5)  # longer than timeout_seconds: the exporter gives up and reconnects
+        rs.thaw()
+        head = wait_for_all(rs, d, ocsf, timeout=60)
+        assert "has not taken a batch" in served.proc.output  # waited, not resent
 
         # the collector restarted while idle, then more records
         rs.stop()

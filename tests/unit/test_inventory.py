@@ -48,8 +48,9 @@ def test_a_certificate_gives_serial_not_after_and_facts(ca):
     issuer, _ = ca
     leaf = pki.make_leaf(issuer, 0x1234, "shop.example")
     for form in (der64(leaf), leaf.cert_pem.decode()):
-        event = parse({"type": "issued", "issuer": "p", "certificate": form, "owner": "web"},
-                      issuer.cert)  # fmt: skip
+        event = parse(
+            {"type": "issued", "issuer": "p", "certificate": form, "owner": "web"}, issuer.cert
+        )
         assert event.serial == 0x1234
         assert event.not_after == int(leaf.cert.not_valid_after_utc.timestamp())
         facts = event.facts
@@ -112,8 +113,9 @@ def test_facts_given_directly_are_validated():
 
 def record(serial: int, not_after: int | None, revoked: bool = False) -> CertRecord:
     if revoked:
-        return CertRecord(serial, Status.REVOKED, not_after, 2, 0, 0, NOW - 10,
-                          RevocationReason.SUPERSEDED)  # fmt: skip
+        return CertRecord(
+            serial, Status.REVOKED, not_after, 2, 0, 0, NOW - 10, RevocationReason.SUPERSEDED
+        )
     return CertRecord(serial, Status.GOOD, not_after, 1, 0, 0)
 
 
@@ -157,8 +159,9 @@ def test_mass_expiry_is_a_share_of_valid_certificates_on_one_day():
 
 
 def test_query_parameters_and_scope():
-    q = parse_query({"owner": ["web"], "status": ["valid"], "expires_within_days": ["30"]},
-                    ["a", "b"])  # fmt: skip
+    q = parse_query(
+        {"owner": ["web"], "status": ["valid"], "expires_within_days": ["30"]}, ["a", "b"]
+    )
     assert q.issuers == ("a", "b") and q.expires_within == 30 * DAY
     assert q.matches(record(1, NOW + DAY), CertFacts(owner="web"), NOW)
     assert not q.matches(record(1, NOW + 31 * DAY), CertFacts(owner="web"), NOW)
@@ -244,3 +247,30 @@ def test_queries_for_serials_never_issued_are_an_anomaly_per_minute_not_per_requ
     # written once in 5 minutes of the trail's (real) clock: one, for the first
     assert len(found) == 1
     assert found[0]["answered_unknown_last_minute"] == 4990 and found[0]["threshold"] == 1000
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ([], r"^body: expected a JSON object"),
+        ({}, r"^spki_sha256: give the key hash or a certificate"),
+        ({"spki_sha256": "ab" * 32, "certificate": "x"}, r"^spki_sha256: give the key hash"),
+        ({"spki_sha256": "xyz"}, r"^spki_sha256: expected the SHA-256"),
+        ({"certificate": "nope"}, r"^certificate: not a PEM or base64 DER"),
+        ({"spki_sha256": "ab" * 32, "dry": True}, r"^dry: unknown field"),
+    ],
+)
+def test_a_cascade_request_names_what_is_wrong(payload, message):
+    from responder.control.inventory import InventoryError, key_of
+
+    with pytest.raises(InventoryError, match=message) as found:
+        key_of(payload)
+    assert found.value.status == 400
+
+
+def test_a_serials_file_names_its_bad_line():
+    from responder.inventory.campaign import CampaignError, parse_serials
+
+    assert parse_serials("# incident 42\n0a\n\n0A  # twice\nff\n") == [0x0A, 0xFF]
+    with pytest.raises(CampaignError, match=r"^line 3: serial: not a hex string"):
+        parse_serials("1\n2\nzz\n")
