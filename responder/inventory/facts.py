@@ -26,11 +26,22 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 
 from ..domain.facts import CertFacts
 
-__all__ = ["CertFacts", "Derived", "FactsError", "derive", "given_facts", "load_certificate"]
+__all__ = [
+    "CertFacts",
+    "Derived",
+    "FactsError",
+    "certificate_event_fields",
+    "derive",
+    "given_facts",
+    "key_hash",
+    "label",
+    "load_certificate",
+    "spki_sha256",
+]
 
 # A certificate is at most this large, as PEM or DER (the largest real leaves, with
 # hundreds of SANs, are ~30 KB; a cap keeps one event from costing a parse of megabytes).
@@ -187,7 +198,3 @@ def certificate_event_fields(certificate: x509.Certificate) -> dict[str, str]:
     """The `certificate` field of an event for one certificate (imports, the demo)."""
     der = certificate.public_bytes(serialization.Encoding.DER)
     return {"certificate": base64.b64encode(der).decode()}
-
-
-def fingerprint(certificate: x509.Certificate) -> str:
-    return certificate.fingerprint(hashes.SHA256()).hex()

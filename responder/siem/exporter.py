@@ -36,7 +36,7 @@ import socket
 import ssl
 import struct
 import termios
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -318,10 +318,3 @@ class Sink:
         if stream is not None:
             with contextlib.suppress(Exception), trio.move_on_after(1):
                 await trio.aclose_forcefully(stream)
-
-
-def sinks(
-    settings: tuple[SiemConfig, ...], audit_file: Path, state_dir: Path
-) -> list[Callable[[], Any]]:
-    """The run loop of each configured sink."""
-    return [Sink(s, audit_file, state_dir).run for s in settings]

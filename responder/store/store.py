@@ -637,9 +637,13 @@ class Store:
             found = await self.client.smembers(keys.key_index(issuer, p, spki_sha256))
             out.extend(int(_s(m), 16) for m in found)
 
-        async with trio.open_nursery() as nursery:
-            for p in range(self.partitions(issuer)):
-                nursery.start_soon(one, p)
+        # 32 partitions in flight at a time: the pool's connections (an issuer may have
+        # thousands of partitions)
+        n = self.partitions(issuer)
+        for start in range(0, n, 32):
+            async with trio.open_nursery() as nursery:
+                for p in range(start, min(n, start + 32)):
+                    nursery.start_soon(one, p)
         return sorted(out)
 
     async def block_key(self, spki_sha256: str, why: dict[str, Any]) -> bool:
