@@ -187,18 +187,27 @@ def _inventory_config(table: dict[str, Any]) -> model.InventoryConfig:
     )
 
 
-def _siem_config(found: list[Any], base: Path) -> tuple[model.SiemConfig, ...]:
-    sinks: list[model.SiemConfig] = []
+def _named_tables(found: list[Any], array: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """An array of tables ([[cdn.purge]], [[siem]]) whose entries each have a unique
+    `name`: (where, name, the rest of the table) for each, names checked."""
+    out: list[tuple[str, str, dict[str, Any]]] = []
     for i, item in enumerate(found):
-        where = f"siem[{i}]."
+        where = f"{array}[{i}]."
         if not isinstance(item, dict):
-            raise ConfigError(f"siem[{i}]: expected a table ([[siem]])")
+            raise ConfigError(f"{array}[{i}]: expected a table ([[{array}]])")
         raw = dict(item)
         name = _take(raw, "name", where, str, None)
         if name is None or not ISSUER_NAME.match(name):
             raise ConfigError(f"{where}name: required, 1-63 characters of a-z, 0-9, '-' and '_'")
-        if any(s.name == name for s in sinks):
+        if any(n == name for _, n, _ in out):
             raise ConfigError(f"{where}name: {name!r} is used twice")
+        out.append((where, name, raw))
+    return out
+
+
+def _siem_config(found: list[Any], base: Path) -> tuple[model.SiemConfig, ...]:
+    sinks: list[model.SiemConfig] = []
+    for where, name, raw in _named_tables(found, "siem"):
         paths = {
             "path": _new_path(raw, "path", where, base),
             "ca_file": _path(raw, "ca_file", where, base),
@@ -234,16 +243,7 @@ def _cdn_config(table: dict[str, Any], base: Path) -> model.CdnConfig:
     w = "cdn."
     found = _take(table, "purge", w, list, [])
     targets: list[model.PurgeTargetConfig] = []
-    for i, item in enumerate(found):
-        where = f"cdn.purge[{i}]."
-        if not isinstance(item, dict):
-            raise ConfigError(f"cdn.purge[{i}]: expected a table ([[cdn.purge]])")
-        raw = dict(item)
-        name = _take(raw, "name", where, str, None)
-        if name is None or not ISSUER_NAME.match(name):
-            raise ConfigError(f"{where}name: required, 1-63 characters of a-z, 0-9, '-' and '_'")
-        if any(t.name == name for t in targets):
-            raise ConfigError(f"{where}name: {name!r} is used twice")
+    for where, name, raw in _named_tables(found, "cdn.purge"):
         credentials = _path(raw, "credentials_file", where, base)
         target = _section(
             raw, model.PurgeTargetConfig, where, name=name, credentials_file=credentials

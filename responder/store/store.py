@@ -329,6 +329,13 @@ class Store:
             if found:
                 yield [_s(f) for f in found]
 
+    def _durable(self) -> Any:
+        """Writes inside wait for the AOF (and store.replicas replicas) before returning:
+        what an acknowledgement needs."""
+        return self.writer.ensure_persistence(
+            self._wait_local, self.settings.replicas, self.settings.durability_timeout_ms
+        )
+
     @property
     def durability_timeout(self) -> float:
         return self.settings.durability_timeout_ms / 1000
@@ -363,9 +370,7 @@ class Store:
             script_keys.append(keys.ledger_index(issuer, partition))
             script_keys.extend(keys.ledger(issuer, partition, e.serial) for e in events)
             args.append(self.ledger_seconds)
-        with self.writer.ensure_persistence(
-            self._wait_local, self.settings.replicas, self.settings.durability_timeout_ms
-        ):
+        with self._durable():
             raw = await self._apply(keys=script_keys, args=args)
         flat = [_s(x) for x in raw]
         return [(Outcome(c), m) for c, m in zip(flat[0::2], flat[1::2], strict=True)]
@@ -396,15 +401,26 @@ class Store:
 
     async def get_records(self, issuer: str, serials: Sequence[int]) -> dict[int, CertRecord]:
         """Many records in one round trip per partition, partitions fetched concurrently."""
-        out: dict[int, CertRecord] = {}
+        return await self._fields_of(issuer, serials, keys.certs, decode_record)
+
+    async def _fields_of(
+        self,
+        issuer: str,
+        serials: Sequence[int],
+        hash_key: Callable[[str, int], str],
+        decode: Callable[[int, Any], T],
+    ) -> dict[int, T]:
+        """Each serial's field of a per-partition hash (records, facts), decoded: one
+        HMGET per partition, partitions fetched concurrently; absent serials left out."""
+        out: dict[int, T] = {}
 
         async def fetch(p: int, group: list[int]) -> None:
             raws = await self.client.hmget(
-                keys.certs(issuer, p), [keys.serial_field(s) for s in group]
+                hash_key(issuer, p), [keys.serial_field(s) for s in group]
             )
             for serial, raw in zip(group, raws, strict=True):
                 if raw is not None:
-                    out[serial] = decode_record(serial, raw)
+                    out[serial] = decode(serial, raw)
 
         await self._per_partition(issuer, serials, lambda s: s, fetch)
         return out
@@ -587,24 +603,13 @@ class Store:
             spki = event.facts.spki_sha256 or ""
             args.extend([keys.serial_field(event.serial), event.facts.dumps(), spki])
             script_keys.append(keys.key_index(issuer, partition, spki) if spki else script_keys[0])
-        with self.writer.ensure_persistence(
-            self._wait_local, self.settings.replicas, self.settings.durability_timeout_ms
-        ):
+        with self._durable():
             await self._put_inventory(keys=script_keys, args=args)
 
     async def inventory_facts(self, issuer: str, serials: Sequence[int]) -> dict[int, CertFacts]:
-        out: dict[int, CertFacts] = {}
-
-        async def fetch(p: int, group: list[int]) -> None:
-            found = await self.client.hmget(
-                keys.inventory(issuer, p), [keys.serial_field(s) for s in group]
-            )
-            for serial, raw in zip(group, found, strict=True):
-                if raw is not None:
-                    out[serial] = CertFacts.loads(raw)
-
-        await self._per_partition(issuer, serials, lambda s: s, fetch)
-        return out
+        return await self._fields_of(
+            issuer, serials, keys.inventory, lambda _, raw: CertFacts.loads(raw)
+        )
 
     async def inventory_page(
         self, issuer: str, partition: int, cursor: int, count: int
