@@ -40,11 +40,52 @@ def valkey_binary() -> Path:
     return path
 
 
+# Ports handed out by free_port in this process: a second caller must not get
+# a port reserved a moment ago whose listener has not bound it yet.
+_RESERVED: set[int] = set()
+# The lowest port free_port picks from; below it sit the well-known services.
+_LOWEST = 10000
+
+
+def _ephemeral_low() -> int:
+    """The low end of the kernel's ephemeral range (connect() picks from it)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+    return low
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A loopback TCP port nothing is bound to, for a listener started shortly after.
+
+    The port is picked *below* the kernel's ephemeral range on purpose. Asking
+    the kernel for port 0 returns an ephemeral port, and between this call and
+    the listener's bind() any outgoing connection (revocd to its store, a test
+    client to anything) may be given that same port as its local end; the bind
+    then fails with EADDRINUSE. That race failed a CI run; a port outside the
+    range is never taken by connect().
+    """
+    high = _ephemeral_low() - 1
+    if high - _LOWEST < 1000:
+        # A tuned machine with a very wide ephemeral range: fall back to the kernel.
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+            return port
+    rng = secrets.SystemRandom()
+    for _ in range(200):
+        candidate = rng.randint(_LOWEST, high)
+        if candidate in _RESERVED:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+        _RESERVED.add(candidate)
+        return candidate
+    raise EmbeddedStoreError(f"no free loopback port between {_LOWEST} and {high}")
 
 
 def _ping(port: int, password: str, timeout: float = 0.5) -> bool:
