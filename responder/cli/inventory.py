@@ -197,6 +197,11 @@ def run_campaign(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    try:
+        camp.check_name(args.name)
+    except camp.CampaignError as exc:
+        return _fail(f"campaign: --name: {exc}")
+
     async def main() -> int:
         async with configured_store(config) as store:
             existing = await camp.load(store, args.name)
@@ -223,7 +228,14 @@ def run_campaign(args: argparse.Namespace) -> int:
                     return 2
                 now = int(time.time())
                 existing = camp.Campaign(
-                    args.name, args.issuer, args.reason, now, len(serials), source, created_at=now
+                    args.name,
+                    args.issuer,
+                    args.reason,
+                    now,
+                    len(serials),
+                    source,
+                    created_at=now,
+                    updated_at=now,
                 )
                 try:  # the reason against the issuer's policy, before anything is stored
                     parse_event(camp.event_for(existing, 1), config.issuers, now)

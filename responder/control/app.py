@@ -6,7 +6,8 @@
                                                        when its revocation reached each
                                                        serving point (propagation/ledger.py)
     GET  /v1/inventory, /v1/inventory/expiry,
-    POST /v1/revoke-by-key, GET /v1/blocked-keys       the inventory (control/inventory.py)
+    POST /v1/revoke-by-key, GET /v1/blocked-keys,
+    GET  /v1/campaigns, /v1/campaigns/{name}           the inventory (control/inventory.py)
     GET  /metrics                                      Prometheus exposition
     GET  /healthz                                      the process is alive
     GET  /readyz                                       store reachable, signers work
@@ -44,6 +45,9 @@ AUDIT_EVENT_BYTES = 4096  # larger pushed events are recorded by hash and size
 # timeout is longer: it must cover WAITAOF).
 READ_TIMEOUT = 2.0
 RETRY = [(b"retry-after", b"1")]
+# A campaign's CCADB counts read every one of its records (10,000 per HMGET round):
+# about a second per 100,000 on the benchmark machine, so they get longer.
+COUNT_TIMEOUT = 30.0
 
 # Every route, as (method, path template); docs/api/openapi.yaml lists exactly these.
 ROUTES = (
@@ -54,6 +58,8 @@ ROUTES = (
     ("GET", "/v1/inventory/expiry"),
     ("POST", "/v1/revoke-by-key"),
     ("GET", "/v1/blocked-keys"),
+    ("GET", "/v1/campaigns"),
+    ("GET", "/v1/campaigns/{name}"),
     ("GET", "/metrics"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
@@ -64,6 +70,7 @@ _INVENTORY_ROUTES = {
     "/v1/inventory/expiry": "GET",
     "/v1/revoke-by-key": "POST",
     "/v1/blocked-keys": "GET",
+    "/v1/campaigns": "GET",
 }
 
 T = TypeVar("T")
@@ -168,6 +175,20 @@ class ControlApp:
                 raise HTTPError(exc.status, str(exc)) from None
             return 200, _json(found), b"application/json", []
         parts = path.strip("/").split("/")
+        if len(parts) == 3 and parts[:2] == ["v1", "campaigns"]:
+            _only(method, "GET")
+            token = await self._authenticate(scope)
+            now = int(self.clock())
+            try:
+                found = await self._read(
+                    lambda: inventory.campaign_detail(
+                        self.store, parts[2], token, list(self.issuers), now
+                    ),
+                    COUNT_TIMEOUT,
+                )
+            except inventory.InventoryError as exc:
+                raise HTTPError(exc.status, str(exc)) from None
+            return 200, _json(found), b"application/json", []
         if len(parts) == 5 and parts[:2] == ["v1", "issuers"] and parts[3] == "certificates":
             _only(method, "GET")
             token = await self._authenticate(scope)
@@ -196,6 +217,8 @@ class ControlApp:
             )
         if path == "/v1/inventory/expiry":
             return await self._read(lambda: inventory.expiry_summary(self.store, token, names))
+        if path == "/v1/campaigns":
+            return await self._read(lambda: inventory.list_campaigns(self.store, token, names))
         if path == "/v1/blocked-keys":
             found = await self._read(lambda: self.store.blocked_keys())
             return {"blocked_keys": [{"spki_sha256": k, **v} for k, v in sorted(found.items())]}
@@ -360,15 +383,15 @@ class ControlApp:
         except EventError as exc:
             raise HTTPError(400, str(exc)) from None
 
-    async def _read(self, read: Callable[[], Awaitable[T]]) -> T:
+    async def _read(self, read: Callable[[], Awaitable[T]], timeout: float = READ_TIMEOUT) -> T:
         """A store read for a control plane request: a 503 with Retry-After when the
-        store fails or gives no answer within READ_TIMEOUT."""
-        with trio.move_on_after(READ_TIMEOUT):
+        store fails or gives no answer within `timeout`."""
+        with trio.move_on_after(timeout):
             try:
                 return await read()
             except StoreError as exc:
                 raise HTTPError(503, f"store: unavailable ({exc})", RETRY) from None
-        raise HTTPError(503, f"store: no answer within {READ_TIMEOUT:.0f} s", RETRY)
+        raise HTTPError(503, f"store: no answer within {timeout:.0f} s", RETRY)
 
     async def _propagation(
         self, issuer: str, serial_text: str, token: TokenConfig

@@ -5,6 +5,8 @@
     GET  /v1/inventory/expiry      the last scan's expiry figures (inventory/watch.py)
     POST /v1/revoke-by-key         the key-compromise cascade; a dry run unless "apply"
     GET  /v1/blocked-keys          the keys the cascade has blocked
+    GET  /v1/campaigns             every revocation campaign and its progress
+    GET  /v1/campaigns/{name}      one campaign, with the CCADB counts from its records
 
 Every route is scoped by the token: a token sees and touches only its issuers, and a
 cascade through it revokes only there (the same key elsewhere is left to a token that
@@ -21,7 +23,7 @@ from ..config import TokenConfig
 from ..domain.facts import CertFacts
 from ..domain.records import CertRecord
 from ..ingest import Ingestor
-from ..inventory import cascade
+from ..inventory import campaign, cascade
 from ..inventory.facts import FactsError, key_hash, load_certificate, spki_sha256
 from ..inventory.query import Cursor, Query, QueryError, item_json, parse_query
 from ..inventory.watch import stored_summary
@@ -193,3 +195,27 @@ async def revoke_by_key(
         **out["counts"],
     )
     return out
+
+
+async def list_campaigns(
+    store: Store, token: TokenConfig, issuers: Sequence[str]
+) -> dict[str, Any]:
+    """Progress only (one HGETALL each): the counts read every record of a campaign,
+    so they are asked for one campaign at a time."""
+    found = await campaign.all_campaigns(store, readable(token, issuers))
+    return {"campaigns": [c.to_json() for c in found]}
+
+
+async def campaign_detail(
+    store: Store, name: str, token: TokenConfig, issuers: Sequence[str], now: int
+) -> dict[str, Any]:
+    try:
+        campaign.check_name(name)
+    except campaign.CampaignError as exc:
+        raise InventoryError(400, str(exc)) from None
+    found = await campaign.load(store, name)
+    # another issuer's campaign is as absent as one never made: a token learns nothing
+    # of issuers it may not read
+    if found is None or found.issuer not in readable(token, issuers):
+        raise InventoryError(404, f"campaign {name!r}: not found")
+    return {**found.to_json(), "counts": await campaign.counts(store, found, now)}

@@ -15,6 +15,7 @@ whoever revoked what.
 
 import datetime as dt
 import hashlib
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,10 +28,22 @@ from ..ingest import MAX_BATCH, Ingestor
 from ..store import Store
 
 CHUNK = 10_000  # serials per list read and per RPUSH
+# A campaign's name is part of store keys, metric labels and the control plane's
+# /v1/campaigns/{name} path, so it is kept to characters that are safe in all three.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class CampaignError(ValueError):
     pass
+
+
+def check_name(name: str) -> str:
+    if not NAME.fullmatch(name):
+        raise CampaignError(
+            f"name {name[:80]!r}: 1 to 64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +57,10 @@ class Campaign:
     position: int = 0  # serials sent and acknowledged so far
     created_at: int = 0
     finished_at: int = 0
+    # when the position last moved (or the campaign was made): an unfinished campaign
+    # whose updated_at stops moving has lost its `revocd campaign run` process, and
+    # RevocdCampaignStalled says so (inventory/watch.py exports it)
+    updated_at: int = 0
     applied: int = 0
     unchanged: int = 0
     rejected: int = 0
@@ -60,6 +77,7 @@ class Campaign:
             "position",
             "created_at",
             "finished_at",
+            "updated_at",
             "applied",
             "unchanged",
             "rejected",
@@ -192,11 +210,18 @@ async def run(
             for result in results:
                 tallies[str(result.result)] += 1
             position += len(part)
+            updated = int(clock())
             await store.campaign_set(
                 campaign.name,
-                {"position": str(position), **{k: str(v) for k, v in tallies.items()}},
+                {
+                    "position": str(position),
+                    "updated_at": str(updated),
+                    **{k: str(v) for k, v in tallies.items()},
+                },
             )
-            campaign = Campaign(**{**campaign.to_json(), "position": position, **tallies})
+            campaign = Campaign(
+                **{**campaign.to_json(), "position": position, "updated_at": updated, **tallies}
+            )
             progress(campaign)
             sent += len(part)
             # the rate over the whole run, not per batch: a slow batch is made up later
@@ -204,5 +229,17 @@ async def run(
             if ahead > 0:
                 await trio.sleep(ahead)
     finished = int(clock())
-    await store.campaign_set(campaign.name, {"finished_at": str(finished)})
-    return Campaign(**{**campaign.to_json(), "finished_at": finished})
+    await store.campaign_set(
+        campaign.name, {"finished_at": str(finished), "updated_at": str(finished)}
+    )
+    return Campaign(**{**campaign.to_json(), "finished_at": finished, "updated_at": finished})
+
+
+async def all_campaigns(store: Store, issuers: Sequence[str] | None = None) -> list[Campaign]:
+    """Every stored campaign (of `issuers`, when given), by name."""
+    out = []
+    for name in await store.campaign_names():
+        found = await load(store, name)
+        if found is not None and (issuers is None or found.issuer in issuers):
+            out.append(found)
+    return out

@@ -329,6 +329,25 @@ INVENTORY_SCAN = Gauge(
     "When the inventory was last scanned for the expiry figures",
     multiprocess_mode="max",
 )
+CAMPAIGN_SERIALS = Gauge(
+    "revocd_campaign_serials",
+    "A revocation campaign's serials, by state: total, sent (acknowledged by the store), "
+    "and of those sent, applied, unchanged (already so) and rejected",
+    ["campaign", "issuer", "state"],
+    multiprocess_mode="max",
+)
+CAMPAIGN_UPDATED = Gauge(
+    "revocd_campaign_updated_timestamp_seconds",
+    "When a revocation campaign's position last moved (or it was made or finished)",
+    ["campaign", "issuer"],
+    multiprocess_mode="max",
+)
+CAMPAIGN_FINISHED = Gauge(
+    "revocd_campaign_finished",
+    "1 once a revocation campaign has sent all its serials",
+    ["campaign", "issuer"],
+    multiprocess_mode="max",
+)
 BLOCKED_KEY_ISSUANCES = Counter(
     "revocd_blocked_key_issuances_total",
     "Issued events for a certificate whose key is on the blocked list",

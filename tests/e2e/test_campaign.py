@@ -154,3 +154,157 @@ partitions = 16
     assert with_store(valkey_standalone.url, check, config) == []
     audit = (tmp_path / "state" / "audit.log").read_text()
     assert '"kind":"campaign.created"' in audit and '"kind":"campaign.finished"' in audit
+
+
+def test_campaigns_on_the_control_plane_and_their_progress_metrics(tmp_path: Path, test_pki):
+    """`GET /v1/campaigns[/{name}]` scoped by token; a bad name is a 400; the watcher
+    exports each campaign's progress, and a campaign whose run was killed shows as
+    unfinished with a position that no longer moves (what RevocdCampaignStalled
+    watches: deploy/prometheus/alerts.test.yml)."""
+    from ..served import now_iso, start_served
+
+    d = tmp_path / "svc"
+    served = start_served(d, test_pki, workers=1, extra="[inventory]\nscan_interval_seconds = 10\n")
+    try:
+        serials = [0xCA000 + i for i in range(40)]
+        events = [
+            {
+                "type": "issued",
+                "issuer": issuer,
+                "serial": format(s, "x"),
+                "not_after": now_iso(86400 * 30),
+            }
+            for issuer in ("alpha", "beta")
+            for s in serials
+        ]
+        status, body = served.push(*events)
+        assert status == 200 and body["counts"]["applied"] == 80, body
+        cfg = str(d / "revocd.toml")
+        listed = tmp_path / "serials.txt"
+        # 30 issued serials and two never issued
+        listed.write_text("\n".join(format(s, "x") for s in serials[:30]) + "\ndead01\ndead02\n")
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                cli("campaign", "run", "-c", cfg, *args),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+
+        done = run("--name", "alpha-1", "--issuer", "alpha", "--serials", str(listed), "--apply")
+        assert done.returncode == 0, done.stderr
+        done = run("--name", "beta-1", "--issuer", "beta", "--serials", str(listed), "--apply")
+        assert done.returncode == 0, done.stderr
+        bad = run("--name", "no/such name", "--issuer", "alpha", "--serials", str(listed))
+        assert bad.returncode == 2 and "--name: name 'no/such name'" in bad.stderr
+
+        # a slow campaign, killed after its first acknowledged batch
+        slow = subprocess.Popen(
+            cli(
+                "campaign",
+                "run",
+                "-c",
+                cfg,
+                "--name",
+                "alpha-stalled",
+                "--issuer",
+                "alpha",
+                "--serials",
+                str(listed),
+                "--apply",
+                "--rate",
+                "1",
+            ),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert slow.stderr is not None
+        for line in slow.stderr:
+            if line.startswith("campaign alpha-stalled:"):
+                break
+        slow.send_signal(signal.SIGKILL)
+        slow.wait()
+
+        status, body, _ = served.control("GET", "/v1/campaigns")
+        assert status == 200, body
+        by_name = {c["name"]: c for c in body["campaigns"]}
+        assert set(by_name) == {"alpha-1", "alpha-stalled", "beta-1"}
+        assert by_name["alpha-1"]["position"] == 32 and by_name["alpha-1"]["finished_at"] > 0
+        stalled = by_name["alpha-stalled"]
+        assert stalled["finished_at"] == 0 and 1 <= stalled["position"] < 32
+        assert stalled["updated_at"] >= stalled["created_at"] > 0
+
+        # the alpha-only token sees alpha's campaigns, and beta's is as absent as none
+        status, body, _ = served.control("GET", "/v1/campaigns", token="alpha-ra")
+        assert status == 200
+        assert {c["name"] for c in body["campaigns"]} == {"alpha-1", "alpha-stalled"}
+        status, body, _ = served.control("GET", "/v1/campaigns/beta-1", token="alpha-ra")
+        assert status == 404 and body["error"] == "campaign 'beta-1': not found"
+        status, body, _ = served.control("GET", "/v1/campaigns/nothing-here")
+        assert status == 404
+        status, body, _ = served.control("GET", "/v1/campaigns/%7Bbad%7D")
+        assert status == 400 and body["error"].startswith("name '{bad}'")
+        status, body, _ = served.control("POST", "/v1/campaigns/alpha-1", {})
+        assert status == 405
+
+        status, body, _ = served.control("GET", "/v1/campaigns/alpha-1", token="alpha-ra")
+        assert status == 200, body
+        assert body["counts"] == {
+            "total": 32,
+            "revoked": 32,
+            "not_revoked": 0,
+            "expired": 0,
+            "unknown": 0,
+        }
+        # a revocation of a serial revocd never saw issued is applied (RFC 6960 lets a
+        # responder say revoked for it), so the two unknown serials are revoked too
+        assert body["rejected"] == 0 and body["applied"] == 32
+
+        # the watcher's export (every scan_interval_seconds here): finished and stalled
+        def sample(text: str, name: str, **labels: str) -> float | None:
+            want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+            for line in text.splitlines():
+                if line.startswith(name + "{"):
+                    got = ",".join(sorted(line[len(name) + 1 : line.index("}")].split(",")))
+                    if got == want:
+                        return float(line.rsplit(" ", 1)[1])
+            return None
+
+        deadline = time.monotonic() + 60
+        while True:
+            _, body, _ = served.control("GET", "/metrics", token=None)
+            text = body["raw"]
+            sent = sample(
+                text, "revocd_campaign_serials", campaign="alpha-1", issuer="alpha", state="sent"
+            )
+            if (
+                sent is not None
+                and sample(
+                    text, "revocd_campaign_finished", campaign="alpha-stalled", issuer="alpha"
+                )
+                is not None
+            ):
+                break
+            assert time.monotonic() < deadline, "no campaign metrics within 60 s"
+            time.sleep(1)
+        assert sent == 32
+        assert sample(text, "revocd_campaign_finished", campaign="alpha-1", issuer="alpha") == 1
+        assert (
+            sample(text, "revocd_campaign_finished", campaign="alpha-stalled", issuer="alpha") == 0
+        )
+        assert (
+            sample(
+                text,
+                "revocd_campaign_updated_timestamp_seconds",
+                campaign="alpha-stalled",
+                issuer="alpha",
+            )
+            == stalled["updated_at"]
+        )
+        assert (
+            sample(text, "revocd_campaign_serials", campaign="beta-1", issuer="beta", state="total")
+            == 32
+        )
+    finally:
+        assert served.proc.stop() == 0, served.proc.output
