@@ -305,6 +305,12 @@ def run_campaign_status(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(f"campaign: {exc}")
 
+    try:
+        if args.name:
+            camp.check_name(args.name)
+    except camp.CampaignError as exc:
+        return _fail(f"campaign: --name: {exc}")
+
     async def main() -> list[dict[str, Any]]:
         async with configured_store(config) as store:
             names = [args.name] if args.name else await store.campaign_names()

@@ -399,6 +399,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print("  the inventory (certificates registered whole, with owners and profiles):")
         print(f"    curl -s {auth} '{control}/v1/inventory?owner=payments&limit=5'")
         print(f"    curl -s {auth} {control}/v1/inventory/expiry")
+        print(f"    curl -s {auth} {control}/v1/campaigns")
         print(f"  metrics: curl -s {control}/metrics   readiness: curl -s {control}/readyz")
         print(f"  audit log: revocd audit verify {config.audit_file}")
         print(f"revocd demo ready: data plane {base_url}/, control plane {control}", flush=True)

@@ -274,3 +274,18 @@ def test_a_serials_file_names_its_bad_line():
     assert parse_serials("# incident 42\n0a\n\n0A  # twice\nff\n") == [0x0A, 0xFF]
     with pytest.raises(CampaignError, match=r"^line 3: serial: not a hex string"):
         parse_serials("1\n2\nzz\n")
+
+
+@pytest.mark.parametrize("name", ["incident-42", "2026.12.CA_1", "a" * 64])
+def test_campaign_names_that_are_keys_labels_and_urls(name):
+    from responder.inventory.campaign import check_name
+
+    assert check_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "-x", "a/b", "a b", "{tag}", "a" * 65, "é"])
+def test_campaign_names_refused_say_what_a_name_is(name):
+    from responder.inventory.campaign import CampaignError, check_name
+
+    with pytest.raises(CampaignError, match=r"1 to 64 letters, digits"):
+        check_name(name)
