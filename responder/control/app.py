@@ -46,7 +46,7 @@ AUDIT_EVENT_BYTES = 4096  # larger pushed events are recorded by hash and size
 READ_TIMEOUT = 2.0
 RETRY = [(b"retry-after", b"1")]
 # A campaign's CCADB counts read every one of its records (10,000 per HMGET round):
-# about a second per 100,000 on the benchmark machine, so they get longer.
+# 1.6-2 s per 100,000 on the benchmark machine (docs/benchmarks.md), so they get longer.
 COUNT_TIMEOUT = 30.0
 
 # Every route, as (method, path template); docs/api/openapi.yaml lists exactly these.

@@ -7,7 +7,7 @@ an alert (RevocdCampaignStalled) rather than something found at the next inciden
 One process scans at a time (the `inventory` lease), so the metrics come from one
 place and the store is read once per interval whatever the number of revocd processes.
 A scan reads in HSCAN pages of 1,000, so it never stalls the store or this process's
-loop for long; it takes about 2 s per 100,000 certificates (docs/benchmarks.md,
+loop for long; it takes 2-4 s per 100,000 certificates (docs/benchmarks.md,
 "Inventory scan and queries"), so the interval should grow with a store of millions.
 """
 
