@@ -51,6 +51,9 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     status.set_defaults(handler=run_campaign_status)
 
 
+MIN_RATE = 1 / 60
+
+
 def _fail(message: str) -> int:
     print(f"revocd: {message}", file=sys.stderr)
     return 2
@@ -170,8 +173,10 @@ def run_campaign(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         return _fail(f"campaign: {exc}")
-    if args.rate <= 0:
-        return _fail("campaign: --rate: revocations per second, above 0")
+    # At least one revocation a minute: a campaign slower than that would be reported
+    # stalled (RevocdCampaignStalled waits 15 minutes for its position to move).
+    if not args.rate >= MIN_RATE:
+        return _fail(f"campaign: --rate: revocations per second, at least {MIN_RATE:g}")
 
     async def serials_from_query(store: Any, issuer: str) -> list[int]:
         from ..config import TokenConfig

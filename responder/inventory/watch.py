@@ -76,6 +76,7 @@ class InventoryWatcher:
 
     async def run(self) -> None:
         next_scan = trio.current_time()
+        tick = min(CAMPAIGN_INTERVAL, self.interval)
         while True:
             if await self.leases.hold(LEASE):
                 try:
@@ -84,8 +85,12 @@ class InventoryWatcher:
                         next_scan = trio.current_time() + self.interval
                         await self.once()
                 except StoreError as exc:
-                    log.warning("inventory scan failed: %s; next try in %d s", exc, self.interval)
-            await trio.sleep(min(CAMPAIGN_INTERVAL, self.interval))
+                    # the scan is retried at the next tick, not a whole interval later
+                    next_scan = trio.current_time()
+                    log.warning(
+                        "inventory watcher: store failed: %s; next try in %.0f s", exc, tick
+                    )
+            await trio.sleep(tick)
 
     @property
     def interval(self) -> int:

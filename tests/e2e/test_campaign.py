@@ -198,6 +198,8 @@ def test_campaigns_on_the_control_plane_and_their_progress_metrics(tmp_path: Pat
         assert done.returncode == 0, done.stderr
         bad = run("--name", "no/such name", "--issuer", "alpha", "--serials", str(listed))
         assert bad.returncode == 2 and "--name: name 'no/such name'" in bad.stderr
+        slow = run("--name", "x", "--issuer", "alpha", "--serials", str(listed), "--rate", "0.001")
+        assert slow.returncode == 2 and "--rate: revocations per second, at least" in slow.stderr
 
         # a slow campaign, killed after its first acknowledged batch
         slow = subprocess.Popen(
