@@ -318,15 +318,17 @@ def run_campaign_status(args: argparse.Namespace) -> int:
 
     async def main() -> list[dict[str, Any]]:
         async with configured_store(config) as store:
-            names = [args.name] if args.name else await store.campaign_names()
-            out = []
-            for name in names:
-                found = await camp.load(store, name)
-                if found is None:
-                    raise camp.CampaignError(f"--name: no campaign {name!r}")
-                counts = await camp.counts(store, found, int(time.time()))
-                out.append({**found.to_json(), "counts": counts})
-            return out
+            if args.name:
+                one = await camp.load(store, args.name)
+                if one is None:
+                    raise camp.CampaignError(f"--name: no campaign {args.name!r}")
+                found = [one]
+            else:
+                found = await camp.all_campaigns(store)
+            return [
+                {**c.to_json(), "counts": await camp.counts(store, c, int(time.time()))}
+                for c in found
+            ]
 
     try:
         print(json.dumps(trio.run(main), indent=2))

@@ -166,26 +166,12 @@ class ControlApp:
             _only(method, "POST")
             token = await self._authenticate(scope)
             return await self._events(scope, receive, token)
-        if path in _INVENTORY_ROUTES:
-            _only(method, _INVENTORY_ROUTES[path])
+        parts = path.strip("/").split("/")
+        if path in _INVENTORY_ROUTES or (len(parts) == 3 and parts[:2] == ["v1", "campaigns"]):
+            _only(method, _INVENTORY_ROUTES.get(path, "GET"))
             token = await self._authenticate(scope)
             try:
                 found = await self._inventory(path, scope, receive, token)
-            except inventory.InventoryError as exc:
-                raise HTTPError(exc.status, str(exc)) from None
-            return 200, _json(found), b"application/json", []
-        parts = path.strip("/").split("/")
-        if len(parts) == 3 and parts[:2] == ["v1", "campaigns"]:
-            _only(method, "GET")
-            token = await self._authenticate(scope)
-            now = int(self.clock())
-            try:
-                found = await self._read(
-                    lambda: inventory.campaign_detail(
-                        self.store, parts[2], token, list(self.issuers), now
-                    ),
-                    COUNT_TIMEOUT,
-                )
             except inventory.InventoryError as exc:
                 raise HTTPError(exc.status, str(exc)) from None
             return 200, _json(found), b"application/json", []
@@ -219,6 +205,12 @@ class ControlApp:
             return await self._read(lambda: inventory.expiry_summary(self.store, token, names))
         if path == "/v1/campaigns":
             return await self._read(lambda: inventory.list_campaigns(self.store, token, names))
+        if path.startswith("/v1/campaigns/"):
+            name, now = path.rsplit("/", 1)[1], int(self.clock())
+            return await self._read(
+                lambda: inventory.campaign_detail(self.store, name, token, names, now),
+                COUNT_TIMEOUT,
+            )
         if path == "/v1/blocked-keys":
             found = await self._read(lambda: self.store.blocked_keys())
             return {"blocked_keys": [{"spki_sha256": k, **v} for k, v in sorted(found.items())]}

@@ -250,8 +250,18 @@ def test_campaigns_on_the_control_plane_and_their_progress_metrics(tmp_path: Pat
         status, body, _ = served.control("POST", "/v1/campaigns/alpha-1", {})
         assert status == 405
 
+        # the command line's status of every campaign agrees with the control plane's
+        every = subprocess.run(
+            cli("campaign", "status", "-c", cfg), capture_output=True, text=True, timeout=120
+        )
+        assert every.returncode == 0, every.stderr
+        listed_by_cli = {c["name"]: c for c in json.loads(every.stdout)}
+        assert set(listed_by_cli) == set(by_name)
+        assert listed_by_cli["alpha-stalled"]["position"] == stalled["position"]
+
         status, body, _ = served.control("GET", "/v1/campaigns/alpha-1", token="alpha-ra")
         assert status == 200, body
+        assert body["counts"] == listed_by_cli["alpha-1"]["counts"]
         assert body["counts"] == {
             "total": 32,
             "revoked": 32,
